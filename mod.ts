@@ -1,0 +1,43 @@
+/**
+ * Cohort: replicated services out of typed actors in process groups with
+ * virtual-synchrony guarantees.
+ *
+ * This root module exports the stable core. Optional parts have their own
+ * entry points: `@cohort/cohort/transport` (TCP, UDP and in-memory
+ * transports) and `@cohort/cohort/sim` (the deterministic simulator).
+ *
+ * @example Encode a message with the default codec
+ * ```ts
+ * import { JsonCodec } from "@cohort/cohort";
+ * import assert from "node:assert/strict";
+ *
+ * const codec = new JsonCodec<{ key: string }>();
+ * assert.deepEqual(codec.decode(codec.encode({ key: "a" })), { key: "a" });
+ * ```
+ *
+ * @module
+ */
+
+export {
+  type Clock,
+  CryptoRandom,
+  JsonLogger,
+  type JsonLoggerOptions,
+  type LogFields,
+  type Logger,
+  type LogLevel,
+  type Random,
+  silentLogger,
+  type Storage,
+  SystemClock,
+  type TimerId,
+} from "./runtime/mod.ts";
+export {
+  type Codec,
+  JsonCodec,
+  type JsonCodecOptions,
+  type PeerId,
+  type Transport,
+  type TransportHandler,
+  type TransportStats,
+} from "./transport/mod.ts";

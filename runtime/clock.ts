@@ -1,0 +1,66 @@
+/**
+ * The clock protocol code is handed: the only way it may read time or wait.
+ *
+ * @module
+ */
+
+/** An opaque handle for a timer set with {@linkcode Clock.setTimer}. */
+export type TimerId = number | object;
+
+/**
+ * Time as protocol code sees it. The real driver uses the system clock and
+ * `setTimeout`; the simulator uses a virtual clock that only moves when its
+ * scheduler advances it.
+ */
+export interface Clock {
+  /** Milliseconds since an arbitrary, fixed origin; never goes backwards. */
+  now(): number;
+  /**
+   * Calls `callback` once, `delayMs` milliseconds from now.
+   *
+   * @returns A handle for {@linkcode Clock.clearTimer}.
+   */
+  setTimer(delayMs: number, callback: () => void): TimerId;
+  /** Cancels a timer; does nothing if it already fired or was cancelled. */
+  clearTimer(id: TimerId): void;
+}
+
+/**
+ * The real clock: `performance.now()` and `setTimeout`.
+ *
+ * @example Read the time and set a timer
+ * ```ts
+ * import { SystemClock } from "@cohort/cohort";
+ *
+ * const clock = new SystemClock();
+ * const start = clock.now();
+ * await new Promise<void>((resolve) => clock.setTimer(1, resolve));
+ * console.assert(clock.now() >= start);
+ * ```
+ */
+export class SystemClock implements Clock {
+  /** Milliseconds since the process started (monotonic). */
+  now(): number {
+    return performance.now();
+  }
+
+  /**
+   * Sets a real timer.
+   *
+   * @param delayMs Delay in milliseconds.
+   * @param callback Called once when the delay has passed.
+   * @returns The timer's handle.
+   */
+  setTimer(delayMs: number, callback: () => void): TimerId {
+    return setTimeout(callback, Math.max(0, delayMs));
+  }
+
+  /**
+   * Cancels a real timer.
+   *
+   * @param id The handle returned by `setTimer`.
+   */
+  clearTimer(id: TimerId): void {
+    clearTimeout(id as number);
+  }
+}
