@@ -9,6 +9,7 @@
 export { type Clock, SystemClock, type TimerId } from "./clock.ts";
 export { checkBound, CryptoRandom, type Random } from "./random.ts";
 export { checkFileName, type Storage } from "./storage.ts";
+export { FileStorage, type FileStorageOptions } from "./file_storage.ts";
 export {
   JsonLogger,
   type JsonLoggerOptions,
