@@ -21,6 +21,8 @@
 export {
   type Clock,
   CryptoRandom,
+  FileStorage,
+  type FileStorageOptions,
   JsonLogger,
   type JsonLoggerOptions,
   type LogFields,

@@ -31,11 +31,12 @@ export interface Clock {
  * @example Read the time and set a timer
  * ```ts
  * import { SystemClock } from "@cohort/cohort";
+ * import assert from "node:assert/strict";
  *
  * const clock = new SystemClock();
  * const start = clock.now();
  * await new Promise<void>((resolve) => clock.setTimer(1, resolve));
- * console.assert(clock.now() >= start);
+ * assert.ok(clock.now() >= start);
  * ```
  */
 export class SystemClock implements Clock {

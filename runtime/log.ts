@@ -45,11 +45,12 @@ export interface JsonLoggerOptions {
  * @example Log to a string array
  * ```ts
  * import { JsonLogger } from "@cohort/cohort";
+ * import assert from "node:assert/strict";
  *
  * const lines: string[] = [];
  * const log = new JsonLogger({ write: (l) => lines.push(l), base: { node: "n1" } });
  * log.log("warn", "auth_refused", { peer: "n9" });
- * console.assert(JSON.parse(lines[0]).peer === "n9");
+ * assert.equal(JSON.parse(lines[0]).peer, "n9");
  * ```
  */
 export class JsonLogger implements Logger {

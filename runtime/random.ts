@@ -24,9 +24,10 @@ export interface Random {
  * @example Draw a number
  * ```ts
  * import { CryptoRandom } from "@cohort/cohort";
+ * import assert from "node:assert/strict";
  *
  * const n = new CryptoRandom().int(6);
- * console.assert(n >= 0 && n < 6);
+ * assert.ok(n >= 0 && n < 6);
  * ```
  */
 export class CryptoRandom implements Random {
