@@ -31,3 +31,8 @@ export {
   writeFrameHeader,
 } from "./frame.ts";
 export { type Codec, JsonCodec, type JsonCodecOptions } from "./codec.ts";
+export {
+  MemoryNetwork,
+  type MemoryNetworkOptions,
+  MemoryTransport,
+} from "./memory_transport.ts";

@@ -1,0 +1,23 @@
+/**
+ * The `sim` command: runs every registered scenario family over seed ranges.
+ *
+ * ```sh
+ * deno task sim [--scenario NAME] [--seed N | --from N --seeds K] [--verbose]
+ * ```
+ *
+ * Needs no permissions: the simulator does no I/O.
+ *
+ * @module
+ */
+
+import { runScenarioCli, type Scenario } from "../../sim/mod.ts";
+import { transportScenarios } from "./scenarios/transport.ts";
+
+/** Every scenario the command knows, one family per file in `scenarios/`. */
+export const scenarios: Scenario[] = [
+  ...transportScenarios,
+];
+
+if (import.meta.main) {
+  Deno.exitCode = runScenarioCli(scenarios, Deno.args);
+}
