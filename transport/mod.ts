@@ -36,3 +36,12 @@ export {
   type MemoryNetworkOptions,
   MemoryTransport,
 } from "./memory_transport.ts";
+export {
+  DEFAULT_MAX_DATAGRAM_SIZE,
+  type UdpAddress,
+  type UdpBindOptions,
+  type UdpMulticastOptions,
+  UdpTransport,
+  type UdpTransportOptions,
+  type UdpTransportStats,
+} from "./udp_transport.ts";
