@@ -70,12 +70,14 @@ export {
   type SimNode,
   type SimNodeEnv,
   type SimNodeHandle,
-  Simulation,
+  type SimulationOptions,
+} from "./sim_types.ts";
+export { Simulation } from "./simulation.ts";
+export {
   SimulationError,
   type SimulationErrorCode,
   type SimulationErrorOptions,
-  type SimulationOptions,
-} from "./simulation.ts";
+} from "./simulation_error.ts";
 export {
   runScenario,
   runScenarioCli,

@@ -8,11 +8,9 @@
 
 import { parseArgs } from "node:util";
 import { checkSeed, Prng } from "./prng.ts";
-import {
-  Simulation,
-  SimulationError,
-  type SimulationOptions,
-} from "./simulation.ts";
+import type { SimulationOptions } from "./sim_types.ts";
+import { Simulation } from "./simulation.ts";
+import { SimulationError } from "./simulation_error.ts";
 
 /** The verdict of one scenario run with one seed. */
 export interface ScenarioResult {
