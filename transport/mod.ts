@@ -45,3 +45,11 @@ export {
   type UdpTransportOptions,
   type UdpTransportStats,
 } from "./udp_transport.ts";
+export {
+  DEFAULT_MAX_QUEUE_BYTES,
+  type TcpAddress,
+  type TcpListenOptions,
+  TcpTransport,
+  type TcpTransportOptions,
+} from "./tcp_transport.ts";
+export { type LogFields, type Logger, type LogLevel } from "../runtime/log.ts";
