@@ -1,0 +1,56 @@
+import assert from "node:assert/strict";
+import * as root from "../mod.ts";
+import * as transport from "../transport/mod.ts";
+import * as sim from "../sim/mod.ts";
+
+// Pins the runtime export list of every public entry point: adding or
+// removing a public name must be a deliberate edit of this test.
+
+Deno.test("root module exports exactly the stable core", () => {
+  assert.deepEqual(Object.keys(root).sort(), [
+    "CryptoRandom",
+    "FileStorage",
+    "JsonCodec",
+    "JsonLogger",
+    "SystemClock",
+    "silentLogger",
+  ]);
+});
+
+Deno.test("transport module exports the transports, framing and codecs", () => {
+  assert.deepEqual(Object.keys(transport).sort(), [
+    "DEFAULT_MAX_DATAGRAM_SIZE",
+    "DEFAULT_MAX_FRAME_SIZE",
+    "DEFAULT_MAX_QUEUE_BYTES",
+    "FRAME_HEADER_SIZE",
+    "FRAME_KIND_DATA",
+    "FRAME_MAGIC_0",
+    "FRAME_MAGIC_1",
+    "FRAME_VERSION",
+    "FrameDecoder",
+    "FrameError",
+    "JsonCodec",
+    "MAX_FRAME_SIZE_LIMIT",
+    "MemoryNetwork",
+    "MemoryTransport",
+    "TcpTransport",
+    "UdpTransport",
+    "checkMaxFrameSize",
+    "emptyTransportStats",
+    "encodeFrame",
+    "writeFrameHeader",
+  ]);
+});
+
+Deno.test("sim module exports the simulator and the scenario runner", () => {
+  assert.deepEqual(Object.keys(sim).sort(), [
+    "DEFAULT_LINK",
+    "Prng",
+    "Simulation",
+    "SimulationError",
+    "runScenario",
+    "runScenarioCli",
+    "sampleLatency",
+    "simScenario",
+  ]);
+});
