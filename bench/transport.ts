@@ -16,6 +16,9 @@ import { TcpTransport } from "../transport/tcp_transport.ts";
 const HOST = "127.0.0.1";
 const PEER_SCRIPT = new URL("./_transport_peer.ts", import.meta.url).href;
 
+const USAGE =
+  "usage: deno task bench transport [--seconds=1] [--repeat=3] [--rounds=5000] [--sizes=64,256,1024]";
+
 /** What the benchmark prints as its last stdout line. */
 export interface TransportBenchResult {
   /** TcpTransport frames per second, by payload size. */
@@ -267,15 +270,22 @@ function round(x: number): number {
  * @returns The exit code.
  */
 export async function main(args: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args,
-    options: {
-      seconds: { type: "string", default: "1" },
-      repeat: { type: "string", default: "3" },
-      rounds: { type: "string", default: "5000" },
-      sizes: { type: "string", default: "64,256,1024" },
-    },
-  });
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args,
+      options: {
+        seconds: { type: "string", default: "1" },
+        repeat: { type: "string", default: "3" },
+        rounds: { type: "string", default: "5000" },
+        sizes: { type: "string", default: "64,256,1024" },
+      },
+    }));
+  } catch (error) {
+    console.error(`bench transport: ${(error as Error).message}`);
+    console.error(USAGE);
+    return 2;
+  }
   const seconds = Number(values.seconds);
   const rounds = Number(values.rounds);
   const repeat = Number(values.repeat);
@@ -287,6 +297,7 @@ export async function main(args: string[]): Promise<number> {
     console.error(
       "bench transport: --seconds > 0, --repeat >= 1, --rounds >= 1, --sizes from 1 to 65536",
     );
+    console.error(USAGE);
     return 2;
   }
   const result: TransportBenchResult = {
