@@ -69,6 +69,8 @@ const READ_BUFFER_MAX = 128 * 1024;
 const READ_YIELD_BYTES = 1024 * 1024;
 /** Bounds the set of "already warned" keys used to log a problem once. */
 const WARNED_LIMIT = 1024;
+/** How many departed dial-in peers are remembered as such. */
+const DEPARTED_LIMIT = 4096;
 
 /** Where a transport listens. */
 export interface TcpListenOptions {
@@ -298,6 +300,8 @@ export class TcpTransport implements Transport {
   readonly #tasks = new Set<Promise<void>>();
   readonly #pauses = new Set<{ timer: Timer; resolve: () => void }>();
   readonly #warned = new Set<string>();
+  /** Ids of dial-in peers whose connection is gone, oldest first (bounded). */
+  readonly #departed = new Set<PeerId>();
   #listener: Deno.TcpListener | undefined = undefined;
   #listenAddress: TcpAddress | undefined = undefined;
   #handler: TransportHandler | undefined = undefined;
@@ -440,6 +444,7 @@ export class TcpTransport implements Transport {
     if (peer === undefined) {
       const created = new PeerState(id, parsed, this.#pool);
       this.#peers.set(id, created);
+      this.#departed.delete(id);
       this.#ensureConnecting(created);
     } else {
       peer.address = parsed;
@@ -535,6 +540,10 @@ export class TcpTransport implements Transport {
     if (peer === undefined || peer.id !== to) {
       peer = this.#peers.get(to);
       if (peer === undefined) {
+        if (this.#departed.has(to)) {
+          this.#stats.undeliverableDropped++;
+          return true;
+        }
         throw new TypeError(
           `Cannot send to unknown peer "${to}": it has no address and never connected`,
         );
@@ -572,6 +581,16 @@ export class TcpTransport implements Transport {
       }
     }
     return true;
+  }
+
+  /**
+   * Lists the peers this transport holds state for: every peer with an
+   * address, and every dial-in peer while its connection is open.
+   *
+   * @returns The peer ids, sorted.
+   */
+  peers(): PeerId[] {
+    return [...this.#peers.keys()].sort();
   }
 
   /**
@@ -1055,6 +1074,7 @@ export class TcpTransport implements Transport {
       }
       peer = new PeerState(id, undefined, this.#pool);
       this.#peers.set(id, peer);
+      this.#departed.delete(id);
     }
     c.state = "open";
     if (peer.dial !== undefined) {
@@ -1186,10 +1206,27 @@ export class TcpTransport implements Transport {
       if (peer.address === undefined) {
         this.#stats.undeliverableDropped += peer.queue.clear();
         this.#checkDrain(peer);
+        this.#forgetDialInPeer(peer);
       }
       this.#emitDown(peer.id);
     }
     if (peer.conn === undefined) this.#scheduleReconnect(peer);
+  }
+
+  /**
+   * Drops the record of a peer that only ever dialed in and is gone, so that
+   * a server with many short-lived clients holds memory for the connected
+   * ones only. Its id is remembered in a bounded set, so that frames still
+   * sent to it are counted as undeliverable rather than refused as unknown.
+   */
+  #forgetDialInPeer(peer: PeerState): void {
+    if (peer.dial !== undefined || peer.timer !== undefined) return;
+    this.#peers.delete(peer.id);
+    if (this.#lastPeer === peer) this.#lastPeer = undefined;
+    if (this.#departed.size >= DEPARTED_LIMIT) {
+      this.#departed.delete(this.#departed.values().next().value!);
+    }
+    this.#departed.add(peer.id);
   }
 
   // ---------------------------------------------------------------- writing

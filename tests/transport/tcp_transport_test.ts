@@ -1143,3 +1143,45 @@ Deno.test("tcp transport replaces a connection when the peer restarts and drops 
     await cluster.close();
   }
 });
+
+Deno.test("tcp transport forgets dial-in peers once they are gone, however many came and went", async () => {
+  const cluster = new Cluster();
+  try {
+    const server = await cluster.start({
+      id: "server",
+      listen: { port: 0 },
+      acceptUnknownPeers: true,
+    });
+    const rec = new Recorder().attach(server);
+    for (let round = 0; round < 5; round++) {
+      const clients = await Promise.all(
+        Array.from(
+          { length: 10 },
+          (_, i) =>
+            TcpTransport.start({
+              id: `client-${round}-${i}`,
+              peers: { server: address(server) },
+            }),
+        ),
+      );
+      await waitUntil(
+        () => rec.ups.length === (round + 1) * 10,
+        5_000,
+        `round ${round} clients up`,
+      );
+      assert.equal(server.peers().length, 10);
+      await Promise.all(clients.map((c) => c.close()));
+      await waitUntil(
+        () => server.peers().length === 0,
+        5_000,
+        `round ${round} clients forgotten`,
+      );
+    }
+    const before = server.stats().undeliverableDropped;
+    assert.ok(server.send("client-0-0", Uint8Array.of(1)));
+    assert.equal(server.stats().undeliverableDropped, before + 1);
+    assert.throws(() => server.send("never-seen", Uint8Array.of(1)), TypeError);
+  } finally {
+    await cluster.close();
+  }
+});
