@@ -41,5 +41,6 @@ export {
   type PeerId,
   type Transport,
   type TransportHandler,
+  type TransportOptions,
   type TransportStats,
 } from "./transport/mod.ts";

@@ -70,11 +70,14 @@ export function encodeSenderId(id: string): Uint8Array {
   return bytes;
 }
 
-/** One datagram, parsed and structurally checked, MAC not yet verified. */
-export interface ParsedDatagram {
+/** One fragment of a frame, as a datagram carries it: what the reassembler takes. */
+export interface Fragment {
   /** The sender's peer id. */
   sender: string;
-  /** The sender's number for the frame this fragment belongs to. */
+  /**
+   * The sender's number for the frame this fragment belongs to (unique per
+   * sender while in flight).
+   */
   messageNumber: number;
   /** Length in bytes of the whole frame. */
   frameLength: number;
@@ -82,8 +85,18 @@ export interface ParsedDatagram {
   fragmentIndex: number;
   /** Number of fragments of the frame. */
   fragmentCount: number;
-  /** This fragment's bytes (a view of the datagram). */
+  /**
+   * This fragment's bytes: a view of the datagram (or of any reused
+   * buffer), which the reassembler copies if it keeps them.
+   */
   chunk: Uint8Array;
+}
+
+/**
+ * One datagram, parsed and structurally checked, MAC not yet verified: its
+ * fragment and where its MAC is.
+ */
+export interface ParsedDatagram extends Fragment {
   /** Offset of the MAC in the datagram, or -1 if the datagram has none. */
   macOffset: number;
 }

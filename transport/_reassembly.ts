@@ -13,24 +13,9 @@
  * @module
  */
 
-import { checkFragmentShape } from "./_datagram.ts";
+import { checkFragmentShape, type Fragment } from "./_datagram.ts";
+import { positiveNumber } from "./_options.ts";
 import { checkMaxFrameSize, FrameError } from "./frame.ts";
-
-/** One fragment as parsed from a datagram. */
-export interface Fragment {
-  /** The sender's peer id. */
-  sender: string;
-  /** The sender's number for the frame (unique per sender while in flight). */
-  messageNumber: number;
-  /** Length in bytes of the whole frame. */
-  frameLength: number;
-  /** Position of this fragment, from 0. */
-  fragmentIndex: number;
-  /** Number of fragments of the frame. */
-  fragmentCount: number;
-  /** The fragment's bytes; copied, so it may be a view of a reused buffer. */
-  chunk: Uint8Array;
-}
 
 /** Options for {@linkcode Reassembler}. */
 export interface ReassemblerOptions {
@@ -116,13 +101,7 @@ export class Reassembler {
       1,
       "1",
     );
-    const timeout = options.timeoutMs;
-    if (!Number.isFinite(timeout) || timeout <= 0) {
-      throw new RangeError(
-        `Invalid reassemblyTimeoutMs ${timeout}: must be a positive number`,
-      );
-    }
-    this.#timeoutMs = timeout;
+    this.#timeoutMs = positiveNumber("reassemblyTimeoutMs", options.timeoutMs);
     this.#maxRemembered = checkInteger(
       "maxRemembered",
       options.maxRemembered ?? 1024,

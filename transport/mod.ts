@@ -13,6 +13,7 @@ export {
   type PeerId,
   type Transport,
   type TransportHandler,
+  type TransportOptions,
   type TransportStats,
 } from "./transport.ts";
 export {

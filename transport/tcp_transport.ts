@@ -24,6 +24,7 @@ import {
   type RejectReason,
 } from "./_tcp_handshake.ts";
 import { BufferPool, SendQueue } from "./_tcp_queue.ts";
+import { integerInRange, positiveNumber, splitHostPort } from "./_options.ts";
 import {
   checkMaxFrameSize,
   DEFAULT_MAX_FRAME_SIZE,
@@ -38,6 +39,7 @@ import {
   type PeerId,
   type Transport,
   type TransportHandler,
+  type TransportOptions,
   type TransportStats,
 } from "./transport.ts";
 import { type Logger, silentLogger } from "../runtime/log.ts";
@@ -48,6 +50,7 @@ export {
   type PeerId,
   type Transport,
   type TransportHandler,
+  type TransportOptions,
   type TransportStats,
 } from "./transport.ts";
 
@@ -88,37 +91,26 @@ export interface TcpAddress {
   port: number;
 }
 
-/** Options for {@linkcode TcpTransport.start}. */
-export interface TcpTransportOptions {
-  /** This endpoint's peer id: non-empty, at most 255 UTF-8 bytes. */
-  id: PeerId;
+/**
+ * Options for {@linkcode TcpTransport.start}: those of every transport,
+ * which read as follows for TCP, plus the TCP-specific ones below.
+ *
+ * - `id`: at most 255 UTF-8 bytes.
+ * - `peers`: each `"host:port"` (`"[::1]:7000"` for IPv6) is dialed at
+ *   start and redialed after every loss, so `onPeerUp`/`onPeerDown` track
+ *   its reachability.
+ * - `secret`: both ends of every connection prove they hold it
+ *   (HMAC-SHA-256 over fresh nonces) in its handshake.
+ * - `maxQueueBytes`: per peer, headers included, counting the write in
+ *   flight. Default 8 MiB ({@linkcode DEFAULT_MAX_QUEUE_BYTES}); at least
+ *   `maxFrameSize + 8`.
+ * - `acceptUnknownPeers`: accept inbound connections from peers that are
+ *   not in `peers` (servers whose clients are not configured). Otherwise
+ *   such connections are refused and counted in `unknownPeerRefusals`.
+ */
+export interface TcpTransportOptions extends TransportOptions {
   /** Where to accept connections. Absent: a dial-only client. */
   listen?: TcpListenOptions | undefined;
-  /**
-   * Peers this endpoint knows, by id, with their `"host:port"` address
-   * (`"[::1]:7000"` for IPv6). They are dialed at start and redialed after
-   * every loss, so `onPeerUp`/`onPeerDown` track their reachability.
-   */
-  peers?: Record<PeerId, string> | undefined;
-  /**
-   * The cluster secret. When set, both ends of every connection prove they
-   * hold it (HMAC-SHA-256 over fresh nonces); a peer without it, or with
-   * another one, is refused. Both ends must agree on whether one is set.
-   */
-  secret?: string | Uint8Array | undefined;
-  /** Largest payload sent or accepted, in bytes. Default 1 MiB. */
-  maxFrameSize?: number | undefined;
-  /**
-   * Bound on the bytes (headers included) queued for one peer, counting the
-   * write in flight. Default 8 MiB; at least `maxFrameSize + 8`.
-   */
-  maxQueueBytes?: number | undefined;
-  /**
-   * Accept inbound connections from peers that are not in `peers` (servers
-   * whose clients are not configured). Default `false`: such connections
-   * are refused and counted in `unknownPeerRefusals`.
-   */
-  acceptUnknownPeers?: boolean | undefined;
   /**
    * Time a connection has to complete its handshake (and a dial to
    * connect) before it is dropped and counted in `misbehavingDisconnects`.
@@ -129,8 +121,6 @@ export interface TcpTransportOptions {
   reconnectMinMs?: number | undefined;
   /** Largest reconnection delay in ms. Default 5000. Delays are jittered between half and all of the computed value. */
   reconnectMaxMs?: number | undefined;
-  /** Where events are reported. Default: {@linkcode silentLogger}. */
-  logger?: Logger | undefined;
 }
 
 /**
@@ -332,15 +322,15 @@ export class TcpTransport implements Transport {
       ? undefined
       : secretKey(options.secret);
     this.#acceptUnknown = options.acceptUnknownPeers ?? false;
-    this.#handshakeTimeoutMs = positive(
+    this.#handshakeTimeoutMs = positiveNumber(
       "handshakeTimeoutMs",
       options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS,
     );
-    this.#reconnectMinMs = positive(
+    this.#reconnectMinMs = positiveNumber(
       "reconnectMinMs",
       options.reconnectMinMs ?? DEFAULT_RECONNECT_MIN_MS,
     );
-    this.#reconnectMaxMs = positive(
+    this.#reconnectMaxMs = positiveNumber(
       "reconnectMaxMs",
       options.reconnectMaxMs ??
         Math.max(DEFAULT_RECONNECT_MAX_MS, this.#reconnectMinMs),
@@ -620,15 +610,8 @@ export class TcpTransport implements Transport {
   #begin(listen: TcpListenOptions | undefined): void {
     if (listen !== undefined) {
       const hostname = listen.hostname ?? "127.0.0.1";
-      if (
-        !Number.isInteger(listen.port) || listen.port < 0 ||
-        listen.port > 65535
-      ) {
-        throw new RangeError(
-          `Invalid listen port ${listen.port}: must be an integer from 0 to 65535`,
-        );
-      }
-      const listener = Deno.listen({ hostname, port: listen.port });
+      const port = integerInRange("listen port", listen.port, 0, 65535);
+      const listener = Deno.listen({ hostname, port });
       this.#listener = listener;
       const addr = listener.addr;
       this.#listenAddress = { hostname: addr.hostname, port: addr.port };
@@ -1394,34 +1377,21 @@ function isClosed(c: Connection): boolean {
   return c.state === "closed";
 }
 
-function positive(name: string, value: number): number {
-  if (!Number.isFinite(value) || value <= 0) {
-    throw new RangeError(`Invalid ${name} ${value}: must be a positive number`);
-  }
-  return value;
-}
-
 /**
  * Parses `"host:port"` (`"[::1]:7000"` for IPv6).
  *
  * @throws {TypeError} if it is not of that form.
  */
 function parseAddress(id: PeerId, address: string): TcpAddress {
-  const colon = typeof address === "string" ? address.lastIndexOf(":") : -1;
-  let hostname = colon > 0 ? address.slice(0, colon) : "";
-  const portText = colon > 0 ? address.slice(colon + 1) : "";
-  if (hostname.startsWith("[") && hostname.endsWith("]")) {
-    hostname = hostname.slice(1, -1);
-  }
-  const port = /^[0-9]{1,5}$/.test(portText) ? Number(portText) : NaN;
-  if (hostname.length === 0 || !(port >= 1 && port <= 65535)) {
+  const parsed = splitHostPort(address);
+  if (parsed === undefined) {
     throw new TypeError(
       `Invalid address ${
         JSON.stringify(address)
       } for peer "${id}": expected "host:port" with a port from 1 to 65535`,
     );
   }
-  return { hostname, port };
+  return parsed;
 }
 
 async function writeAll(conn: Deno.TcpConn, data: Uint8Array): Promise<void> {

@@ -9,8 +9,51 @@
  * @module
  */
 
+import type { Logger } from "../runtime/log.ts";
+
 /** The name of an endpoint, unique in a cluster (for example `"n1"`). */
 export type PeerId = string;
+
+/**
+ * The options every network transport takes: `TcpTransportOptions` and
+ * `UdpTransportOptions` extend it with their own. What a field means in
+ * detail for one transport (the longest id, the form of addresses, how the
+ * secret is used, the default of `maxQueueBytes`) is documented on the
+ * extending interface.
+ */
+export interface TransportOptions {
+  /**
+   * This endpoint's peer id: non-empty, unique in the cluster, and no
+   * longer in UTF-8 bytes than the transport allows.
+   */
+  id: PeerId;
+  /**
+   * Peers this endpoint knows, by id, with their `"host:port"` address
+   * (`"[::1]:7000"` for IPv6).
+   */
+  peers?: Record<PeerId, string> | undefined;
+  /**
+   * The cluster secret. When set, peers prove they hold it with
+   * HMAC-SHA-256, and a peer without it, or with another one, is refused.
+   * Both ends must agree on whether one is set.
+   */
+  secret?: string | Uint8Array | undefined;
+  /** Largest payload sent or accepted, in bytes. Default 1 MiB. */
+  maxFrameSize?: number | undefined;
+  /**
+   * Bound on the bytes queued for sending: at the bound `send` returns
+   * `false`, and `onDrain` follows once there is room. The default depends
+   * on the transport.
+   */
+  maxQueueBytes?: number | undefined;
+  /**
+   * Accept peers that are not in `peers`. Default `false`: what they send
+   * is refused and counted in `unknownPeerRefusals`.
+   */
+  acceptUnknownPeers?: boolean | undefined;
+  /** Where events are reported. Default: `silentLogger`. */
+  logger?: Logger | undefined;
+}
 
 /**
  * Receives what a transport delivers. Every callback is optional except

@@ -17,6 +17,7 @@ import {
   type ParsedDatagram,
   verifyDatagramMac,
 } from "./_datagram.ts";
+import { integerInRange, positiveInteger, splitHostPort } from "./_options.ts";
 import { Reassembler } from "./_reassembly.ts";
 import {
   checkMaxFrameSize,
@@ -28,6 +29,7 @@ import {
   type PeerId,
   type Transport,
   type TransportHandler,
+  type TransportOptions,
   type TransportStats,
 } from "./transport.ts";
 import {
@@ -94,28 +96,32 @@ export interface UdpMulticastOptions {
   ttl?: number | undefined;
 }
 
-/** Options for {@linkcode UdpTransport.start}. */
-export interface UdpTransportOptions {
-  /** This endpoint's peer id: non-empty, at most 128 UTF-8 bytes (it travels in every datagram). */
-  id: PeerId;
+/**
+ * Options for {@linkcode UdpTransport.start}: those of every transport,
+ * which read as follows for UDP, plus the UDP-specific ones below.
+ *
+ * - `id`: at most 128 UTF-8 bytes (it travels in every datagram).
+ * - `peers`: each address is `"ip:port"` (`"[::1]:7000"` for IPv6;
+ *   `"localhost"` is accepted, other host names are not, so that no send
+ *   waits for a DNS lookup).
+ * - `secret`: every datagram carries an HMAC-SHA-256 under it, and
+ *   datagrams without one or with a wrong one are refused (counted in
+ *   `authFailures`). The MAC proves origin and integrity, not freshness: a
+ *   recorded datagram can be replayed, and the layers above drop
+ *   duplicates.
+ * - `maxQueueBytes`: bound on the datagram bytes accepted by `send` and
+ *   `multicast` and not yet handed over by the socket (paced, or in the
+ *   socket), for all peers together. At the bound, `send` returns `false`;
+ *   `onDrain` follows when it falls below half. A frame larger than the
+ *   bound is accepted when nothing is queued. Default 4 MiB.
+ * - `acceptUnknownPeers`: accept datagrams from senders that are not in
+ *   `peers`, and learn their address from the datagram (so they can be
+ *   answered). Otherwise such datagrams are dropped and counted in
+ *   `unknownPeerRefusals`.
+ */
+export interface UdpTransportOptions extends TransportOptions {
   /** Where to bind. Default: `127.0.0.1`, a free port. */
   bind?: UdpBindOptions | undefined;
-  /**
-   * Peers this endpoint knows, by id, with their `"ip:port"` address
-   * (`"[::1]:7000"` for IPv6; `"localhost"` is accepted, other host names
-   * are not, so that no send waits for a DNS lookup).
-   */
-  peers?: Record<PeerId, string> | undefined;
-  /**
-   * The cluster secret. When set, every datagram carries an HMAC-SHA-256
-   * under it, and datagrams without one or with a wrong one are refused
-   * (counted in `authFailures`). Both ends must agree on whether one is
-   * set. The MAC proves origin and integrity, not freshness: a recorded
-   * datagram can be replayed, and the layers above drop duplicates.
-   */
-  secret?: string | Uint8Array | undefined;
-  /** Largest payload sent or accepted, in bytes. Default 1 MiB. */
-  maxFrameSize?: number | undefined;
   /**
    * Largest datagram sent, header and MAC included, in bytes. Default
    * {@linkcode DEFAULT_MAX_DATAGRAM_SIZE}; at most 65,507, and it must
@@ -140,14 +146,6 @@ export interface UdpTransportOptions {
    */
   reassemblyTimeoutMs?: number | undefined;
   /**
-   * Bound on the datagram bytes accepted by `send` and `multicast` and not
-   * yet handed over by the socket (paced, or in the socket). At the bound,
-   * `send` returns `false`; `onDrain` follows when it falls below half. A
-   * frame larger than the bound is accepted when nothing is queued.
-   * Default 4 MiB.
-   */
-  maxQueueBytes?: number | undefined;
-  /**
    * Pacing: the rate, in bytes per second, at which datagrams (all
    * destinations together) are handed to the socket, so that a large frame
    * does not arrive as a burst that overflows the receiver's socket buffer:
@@ -165,19 +163,10 @@ export interface UdpTransportOptions {
   sendRate?: number | undefined;
   /** Pacing: the most bytes handed to the socket at once. Default 16 KiB. */
   sendBurst?: number | undefined;
-  /**
-   * Accept datagrams from senders that are not in `peers`, and learn
-   * their address from the datagram (so they can be answered). Default
-   * `false`: such datagrams are dropped and counted in
-   * `unknownPeerRefusals`.
-   */
-  acceptUnknownPeers?: boolean | undefined;
   /** With `acceptUnknownPeers`, bound on the number of learned peers. Default 1024. */
   maxLearnedPeers?: number | undefined;
   /** IP multicast: join this group and enable {@linkcode UdpTransport.multicast}. */
   multicast?: UdpMulticastOptions | undefined;
-  /** Where events are reported. Default: {@linkcode silentLogger}. */
-  logger?: Logger | undefined;
 }
 
 /**
@@ -989,12 +978,12 @@ function resolveOptions(options: UdpTransportOptions): ResolvedOptions {
       }: expected an IP address`,
     );
   }
-  const bindPort = options.bind?.port ?? 0;
-  if (!Number.isInteger(bindPort) || bindPort < 0 || bindPort > 65535) {
-    throw new RangeError(
-      `Invalid bind port ${bindPort}: must be an integer from 0 to 65535`,
-    );
-  }
+  const bindPort = integerInRange(
+    "bind port",
+    options.bind?.port ?? 0,
+    0,
+    65535,
+  );
   const peers = new Map<PeerId, PeerAddress>();
   for (const [peer, address] of Object.entries(options.peers ?? {})) {
     encodeSenderId(peer);
@@ -1089,11 +1078,7 @@ function resolveMulticast(
       `Cannot join multicast group ${group}: the transport is bound to IPv6 address ${bindHostname}; multicast needs IPv4`,
     );
   }
-  if (!Number.isInteger(port) || port < 1 || port > 65535) {
-    throw new RangeError(
-      `Invalid multicast port ${port}: must be an integer from 1 to 65535`,
-    );
-  }
+  integerInRange("multicast port", port, 1, 65535);
   const iface = options.interface ??
     (bindHostname === "0.0.0.0" ? undefined : bindHostname);
   if (iface !== undefined && isIP(iface) !== 4) {
@@ -1103,12 +1088,7 @@ function resolveMulticast(
       }: expected an IPv4 address`,
     );
   }
-  const ttl = options.ttl ?? 1;
-  if (!Number.isInteger(ttl) || ttl < 0 || ttl > 255) {
-    throw new RangeError(
-      `Invalid multicast ttl ${ttl}: must be an integer from 0 to 255`,
-    );
-  }
+  const ttl = integerInRange("multicast ttl", options.ttl ?? 1, 0, 255);
   return { group, port, iface, ttl };
 }
 
@@ -1119,31 +1099,17 @@ function resolveMulticast(
  */
 function parsePeer(id: PeerId, address: string, family: 4 | 6): PeerAddress {
   encodeSenderId(id);
-  const colon = typeof address === "string" ? address.lastIndexOf(":") : -1;
-  let hostname = colon > 0 ? address.slice(0, colon) : "";
-  const portText = colon > 0 ? address.slice(colon + 1) : "";
-  if (hostname.startsWith("[") && hostname.endsWith("]")) {
-    hostname = hostname.slice(1, -1);
-  }
+  const parsed = splitHostPort(address);
+  let hostname = parsed?.hostname ?? "";
   if (hostname === "localhost") hostname = family === 6 ? "::1" : "127.0.0.1";
-  const port = /^[0-9]{1,5}$/.test(portText) ? Number(portText) : NaN;
-  if (isIP(hostname) !== family || !(port >= 1 && port <= 65535)) {
+  if (parsed === undefined || isIP(hostname) !== family) {
     throw new TypeError(
       `Invalid address ${
         JSON.stringify(address)
       } for peer "${id}": expected "ip:port" with an IPv${family} address and a port from 1 to 65535`,
     );
   }
-  return { hostname, port, learned: false };
-}
-
-function positiveInteger(name: string, value: number): number {
-  if (!Number.isInteger(value) || value < 1) {
-    throw new RangeError(
-      `Invalid ${name} ${value}: must be a positive integer`,
-    );
-  }
-  return value;
+  return { hostname, port: parsed.port, learned: false };
 }
 
 function bindSocket(

@@ -7,12 +7,7 @@ import {
   FrameError,
   MAX_FRAME_SIZE_LIMIT,
 } from "../../transport/frame.ts";
-
-function payloadOf(size: number, seed: number): Uint8Array {
-  const bytes = new Uint8Array(size);
-  for (let i = 0; i < size; i++) bytes[i] = (i * 31 + seed) & 0xff;
-  return bytes;
-}
+import { payloadOf } from "./_helpers.ts";
 
 function decodeAll(
   decoder: FrameDecoder,

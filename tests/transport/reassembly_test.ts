@@ -2,37 +2,19 @@ import assert from "node:assert/strict";
 import {
   DATAGRAM_FIXED_HEADER_SIZE,
   DatagramEncoder,
+  type Fragment,
   MAX_SENDER_ID_BYTES,
   parseDatagram,
   type ParsedDatagram,
   verifyDatagramMac,
   writeUint32,
 } from "../../transport/_datagram.ts";
-import { type Fragment, Reassembler } from "../../transport/_reassembly.ts";
+import { Reassembler } from "../../transport/_reassembly.ts";
 import { FrameError, type FrameErrorReason } from "../../transport/frame.ts";
+import { payloadOf, prng } from "./_helpers.ts";
 
 const MAX_FRAME = 256 * 1024;
 const TIMEOUT = 1000;
-
-/** Deterministic pseudo-random numbers (mulberry32). */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function payloadOf(size: number, seed: number): Uint8Array {
-  const bytes = new Uint8Array(size);
-  for (let i = 0; i < size; i++) {
-    bytes[i] = (i * 131 + seed * 7 + (i >> 8)) & 0xff;
-  }
-  return bytes;
-}
 
 function shuffle<T>(items: T[], random: () => number): T[] {
   for (let i = items.length - 1; i > 0; i--) {

@@ -25,58 +25,17 @@ import {
 } from "../../transport/_tcp_handshake.ts";
 import { secretKey } from "../../transport/_auth.ts";
 import type { PeerId, TransportStats } from "../../transport/transport.ts";
+import { delay, Recorder, waitUntil } from "./_helpers.ts";
 
 // ------------------------------------------------------------------ helpers
 
 const LOOPBACK = "127.0.0.1";
-
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/** Polls `condition` every 5 ms; fails with `what` after `timeoutMs`. */
-async function waitUntil(
-  condition: () => boolean,
-  timeoutMs: number,
-  what: string,
-): Promise<void> {
-  const deadline = performance.now() + timeoutMs;
-  while (!condition()) {
-    if (performance.now() > deadline) {
-      throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what}`);
-    }
-    await delay(5);
-  }
-}
 
 function freePort(): number {
   const listener = Deno.listen({ hostname: LOOPBACK, port: 0 });
   const port = listener.addr.port;
   listener.close();
   return port;
-}
-
-/** Records what a transport delivers. */
-class Recorder {
-  readonly frames: { from: PeerId; payload: Uint8Array }[] = [];
-  readonly ups: PeerId[] = [];
-  readonly downs: PeerId[] = [];
-  readonly drains: PeerId[] = [];
-  keep = true;
-  onFrameHook: ((from: PeerId, payload: Uint8Array) => void) | undefined;
-
-  attach(t: TcpTransport): this {
-    t.setHandler({
-      onFrame: (from, payload) => {
-        if (this.keep) this.frames.push({ from, payload: payload.slice() });
-        this.onFrameHook?.(from, payload);
-      },
-      onPeerUp: (peer) => this.ups.push(peer),
-      onPeerDown: (peer) => this.downs.push(peer),
-      onDrain: (peer) => this.drains.push(peer),
-    });
-    return this;
-  }
 }
 
 /** Starts transports and closes them all at the end of a test. */

@@ -6,52 +6,18 @@ import {
   writeUint32,
 } from "../../transport/_datagram.ts";
 import { DEFAULT_MAX_FRAME_SIZE } from "../../transport/frame.ts";
-import type { PeerId, TransportHandler } from "../../transport/transport.ts";
+import type { PeerId } from "../../transport/transport.ts";
 import {
   UdpTransport,
   type UdpTransportOptions,
 } from "../../transport/udp_transport.ts";
 import type { LogFields, Logger, LogLevel } from "../../runtime/log.ts";
+import { bytesEqual, delay, prng, Recorder, waitUntil } from "./_helpers.ts";
 
 // ---------------------------------------------------------------- helpers
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
-
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/**
- * Polls `condition` every 5 ms; fails after `timeoutMs`, describing what
- * it waited for (`what` is called then, so it can show the final state).
- */
-async function waitUntil(
-  condition: () => boolean,
-  timeoutMs: number,
-  what: string | (() => string),
-): Promise<void> {
-  const deadline = performance.now() + timeoutMs;
-  while (!condition()) {
-    if (performance.now() > deadline) {
-      const text = typeof what === "string" ? what : what();
-      throw new Error(`Timed out after ${timeoutMs} ms waiting for ${text}`);
-    }
-    await delay(5);
-  }
-}
-
-/** Deterministic pseudo-random numbers in [0, 1) (mulberry32). */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function randomBytes(size: number): Uint8Array {
   const bytes = new Uint8Array(size);
@@ -59,48 +25,6 @@ function randomBytes(size: number): Uint8Array {
     crypto.getRandomValues(bytes.subarray(at, Math.min(size, at + 65_536)));
   }
   return bytes;
-}
-
-function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
-
-interface Received {
-  from: PeerId;
-  payload: Uint8Array;
-}
-
-/** Records everything a transport reports. */
-class Inbox {
-  readonly frames: Received[] = [];
-  readonly ups: PeerId[] = [];
-  readonly downs: PeerId[] = [];
-  readonly drains: PeerId[] = [];
-
-  handler(): TransportHandler {
-    return {
-      onFrame: (from, payload) =>
-        this.frames.push({ from, payload: payload.slice() }),
-      onPeerUp: (peer) => this.ups.push(peer),
-      onPeerDown: (peer) => this.downs.push(peer),
-      onDrain: (peer) => this.drains.push(peer),
-    };
-  }
-
-  texts(from?: PeerId): string[] {
-    return this.frames.filter((f) => from === undefined || f.from === from)
-      .map((f) => decoder.decode(f.payload));
-  }
-
-  has(from: PeerId, payload: Uint8Array, since = 0): boolean {
-    for (let i = since; i < this.frames.length; i++) {
-      const f = this.frames[i];
-      if (f.from === from && bytesEqual(f.payload, payload)) return true;
-    }
-    return false;
-  }
 }
 
 /** A logger that keeps every line. */
@@ -116,19 +40,15 @@ class MemoryLogger implements Logger {
   }
 }
 
-/** Starts transports, installs an inbox on each, and closes them all. */
+/** Starts transports, installs a recorder on each, and closes them all. */
 async function withTransports(
   options: UdpTransportOptions[],
-  body: (ts: UdpTransport[], inboxes: Inbox[]) => Promise<void>,
+  body: (ts: UdpTransport[], inboxes: Recorder[]) => Promise<void>,
 ): Promise<void> {
   const ts: UdpTransport[] = [];
   try {
     for (const o of options) ts.push(await UdpTransport.start(o));
-    const inboxes = ts.map((t) => {
-      const inbox = new Inbox();
-      t.setHandler(inbox.handler());
-      return inbox;
-    });
+    const inboxes = ts.map((t) => new Recorder().attach(t));
     await body(ts, inboxes);
   } finally {
     await Promise.all(ts.map((t) => t.close()));
@@ -153,7 +73,7 @@ function linkAll(ts: UdpTransport[]): void {
  */
 async function deliver(
   send: () => boolean,
-  inbox: Inbox,
+  inbox: Recorder,
   from: PeerId,
   payload: Uint8Array,
   attempts = 3,
@@ -511,7 +431,7 @@ Deno.test("garbage datagrams are dropped and counted while a legitimate peer kee
         // a seeded flood of datagrams with a valid prefix and random rest
         // (in batches the receiver has read, so the socket buffer never
         // overflows: a flood faster than Deno reads would lose datagrams)
-        const next = seeded(1234);
+        const next = prng(1234);
         const received = b.stats().datagramsReceived;
         for (let k = 0; k < 300; k++) {
           if (k % 25 === 0) {
