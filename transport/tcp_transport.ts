@@ -44,16 +44,6 @@ import {
 } from "./transport.ts";
 import { type Logger, silentLogger } from "../runtime/log.ts";
 
-// Re-exported so that this module documents on its own (`deno doc --lint`).
-export { type LogFields, type Logger, type LogLevel } from "../runtime/log.ts";
-export {
-  type PeerId,
-  type Transport,
-  type TransportHandler,
-  type TransportOptions,
-  type TransportStats,
-} from "./transport.ts";
-
 /** Default bound on the bytes queued for one peer: 8 MiB. */
 export const DEFAULT_MAX_QUEUE_BYTES: number = 8 * 1024 * 1024;
 
