@@ -1117,7 +1117,7 @@ Deno.test("tcp transport forgets dial-in peers once they are gone, however many 
         Array.from(
           { length: 10 },
           (_, i) =>
-            TcpTransport.start({
+            cluster.start({
               id: `client-${round}-${i}`,
               peers: { server: address(server) },
             }),
