@@ -95,6 +95,11 @@ const MICROTASK_PUMPS_BEFORE_YIELD = 1024;
  * handler installed right after {@linkcode MemoryNetwork.connect} sees them
  * all.
  *
+ * Unlike the TCP and UDP transports, which catch and log a handler's
+ * exception, this test transport lets it escape: the rest of the batch is
+ * still delivered, then the first exception is rethrown as an uncaught
+ * error, so that a test with a throwing handler fails loudly.
+ *
  * @example Two transports exchange a frame
  * ```ts
  * import { MemoryNetwork } from "@cohort/cohort/transport";
