@@ -244,3 +244,41 @@ Deno.test("memory transport: closing from a handler stops a busy ping-pong at on
     assert.deepEqual(net.peers, []);
   }
 });
+
+Deno.test("memory transport delivers the rest of a batch, then rethrows a handler's error", async () => {
+  const net = new MemoryNetwork();
+  const a = net.connect("a");
+  const b = net.connect("b");
+  const seen: number[] = [];
+  b.setHandler({
+    onFrame: (_from, payload) => {
+      seen.push(payload[0]);
+      if (payload[0] === 1) throw new Error("handler failed on 1");
+    },
+  });
+  const escaped = Promise.withResolvers<unknown>();
+  const onError = (event: ErrorEvent) => {
+    event.preventDefault();
+    escaped.resolve(event.error);
+  };
+  globalThis.addEventListener("error", onError);
+  try {
+    for (const n of [1, 2, 3]) a.send("b", Uint8Array.of(n));
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const error = await Promise.race([
+      escaped.promise,
+      new Promise((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error("the handler's error never escaped")),
+          2_000,
+        );
+      }),
+    ]).finally(() => clearTimeout(timer));
+    assert.ok(error instanceof Error && /failed on 1/.test(error.message));
+    assert.deepEqual(seen, [1, 2, 3]);
+  } finally {
+    globalThis.removeEventListener("error", onError);
+    await a.close();
+    await b.close();
+  }
+});
