@@ -17,8 +17,9 @@ const TEMP_SUFFIX = "~";
 
 /**
  * A {@linkcode Storage} over a directory. Appends go to the page cache with
- * `writeSync`; `sync` calls `fdatasync` off the event loop and then makes the
- * directory entry durable; `replace` writes a temporary file, syncs it and
+ * `writeSync`; `sync` calls `fdatasync` off the event loop and then, if a
+ * file was created, replaced or removed since the directory was last
+ * synced, makes the directory entries durable; `replace` writes a temporary file, syncs it and
  * renames it over the old one, so a crash leaves the old or the new content.
  *
  * Needs `--allow-read` and `--allow-write` for the directory.
@@ -44,6 +45,8 @@ export class FileStorage implements Storage {
   readonly #handles = new Map<string, Deno.FsFile>();
   /** The tail of the chain of pending syncs, so that they complete in order. */
   #syncs: Promise<void> = Promise.resolve();
+  /** A file was created, renamed into place or removed since the last directory sync. */
+  #directoryDirty = true;
   #closed = false;
 
   private constructor(dir: string) {
@@ -142,6 +145,7 @@ export class FileStorage implements Storage {
       file.close();
     }
     Deno.renameSync(temp, path);
+    this.#directoryDirty = true;
   }
 
   /**
@@ -155,6 +159,7 @@ export class FileStorage implements Storage {
     this.#closeHandle(name);
     try {
       Deno.removeSync(path);
+      this.#directoryDirty = true;
     } catch (error) {
       if (!(error instanceof Deno.errors.NotFound)) throw error;
     }
@@ -162,7 +167,8 @@ export class FileStorage implements Storage {
 
   /**
    * Makes everything written to `name` so far durable (`fdatasync` of the
-   * file, then `fsync` of the directory), then calls `done`.
+   * file, then `fsync` of the directory if an entry changed since its last
+   * sync), then calls `done`.
    *
    * @param name The file name.
    * @param done Called once, with an error if syncing failed.
@@ -175,7 +181,16 @@ export class FileStorage implements Storage {
       let failure: Error | undefined;
       try {
         if (file) await file.syncData();
-        await this.#syncDirectory();
+        if (this.#directoryDirty) {
+          // Cleared before the await: a change made meanwhile sets it again.
+          this.#directoryDirty = false;
+          try {
+            await this.#syncDirectory();
+          } catch (error) {
+            this.#directoryDirty = true;
+            throw error;
+          }
+        }
       } catch (error) {
         failure = error instanceof Error ? error : new Error(String(error));
       }
@@ -215,6 +230,7 @@ export class FileStorage implements Storage {
     let file = this.#handles.get(name);
     if (!file) {
       file = Deno.openSync(path, { append: true, create: true });
+      this.#directoryDirty = true;
       this.#handles.set(name, file);
     }
     return file;

@@ -237,6 +237,54 @@ export class EventLoop {
    * @throws {RangeError} if `maxTime` is negative or NaN.
    * @throws {SimulationError} if a callback throws or the budget runs out.
    */
+  /**
+   * {@linkcode EventLoop.runFor}, awaiting `settle` after every event so
+   * promise continuations run before the next event.
+   */
+  async runForAsync(ms: number, settle: () => Promise<void>): Promise<number> {
+    if (!(Number.isFinite(ms) && ms >= 0)) {
+      throw new RangeError(`Invalid duration ${ms}: must be finite and >= 0`);
+    }
+    const end = this.#now + ms;
+    const start = this.#executed;
+    await settle();
+    for (;;) {
+      const next = this.#queue.peek();
+      if (next === undefined || next.time > end) break;
+      this.step();
+      await settle();
+    }
+    this.#now = end;
+    return this.#executed - start;
+  }
+
+  /**
+   * {@linkcode EventLoop.runUntil}, awaiting `settle` after every event so
+   * promise continuations run before the next event.
+   */
+  async runUntilAsync(
+    predicate: () => boolean,
+    maxTime: number,
+    settle: () => Promise<void>,
+  ): Promise<boolean> {
+    if (!(maxTime >= 0)) {
+      throw new RangeError(`Invalid maxTime ${maxTime}: must be >= 0`);
+    }
+    const end = this.#now + maxTime;
+    await settle();
+    if (predicate()) return true;
+    for (;;) {
+      const next = this.#queue.peek();
+      if (next === undefined || next.time > end) {
+        if (end !== Infinity) this.#now = end;
+        return false;
+      }
+      this.step();
+      await settle();
+      if (predicate()) return true;
+    }
+  }
+
   runUntil(predicate: () => boolean, maxTime: number): boolean {
     if (!(maxTime >= 0)) {
       throw new RangeError(`Invalid maxTime ${maxTime}: must be >= 0`);

@@ -46,7 +46,7 @@ export interface Scenario {
    * Runs the scenario with one seed. Should not throw: failures are
    * reported in the result ({@linkcode runScenario} catches if it does).
    */
-  run(seed: number, options?: ScenarioRunOptions): ScenarioResult;
+  run(seed: number, options?: ScenarioRunOptions): Promise<ScenarioResult>;
 }
 
 /** What {@linkcode simScenario} builds a {@linkcode Scenario} from. */
@@ -67,7 +67,10 @@ export interface SimScenarioDefinition {
    * or nothing if every check passed; throwing (for example a failed
    * `assert`) also counts as a failure.
    */
-  run(sim: Simulation, random: Prng): string | undefined | void;
+  run(
+    sim: Simulation,
+    random: Prng,
+  ): string | undefined | void | Promise<string | undefined | void>;
 }
 
 function message(error: unknown): string {
@@ -114,9 +117,9 @@ function faultRecord(sim: Simulation): Record<string, number> {
  *     if (!sim.runUntil(() => got, { maxTime: 1000 })) return "never arrived";
  *   },
  * });
- * const result = scenario.run(7);
+ * const result = await scenario.run(7);
  * assert.ok(result.ok, result.failure);
- * assert.equal(result.traceHash, scenario.run(7).traceHash);
+ * assert.equal(result.traceHash, (await scenario.run(7)).traceHash);
  * ```
  *
  * @param definition Name, description, options and the run function.
@@ -126,7 +129,10 @@ export function simScenario(definition: SimScenarioDefinition): Scenario {
   return {
     name: definition.name,
     description: definition.description,
-    run(seed: number, runOptions: ScenarioRunOptions = {}): ScenarioResult {
+    async run(
+      seed: number,
+      runOptions: ScenarioRunOptions = {},
+    ): Promise<ScenarioResult> {
       checkSeed(seed);
       const root = new Prng(seed);
       const simOptions = definition.options?.(root.fork("scenario-options")) ??
@@ -138,7 +144,8 @@ export function simScenario(definition: SimScenarioDefinition): Scenario {
       });
       let failure: string | undefined;
       try {
-        failure = definition.run(sim, root.fork("scenario")) ?? undefined;
+        failure = (await definition.run(sim, root.fork("scenario"))) ??
+          undefined;
       } catch (error) {
         failure = message(error);
       }
@@ -166,13 +173,13 @@ export function simScenario(definition: SimScenarioDefinition): Scenario {
  * @param options Trace capacity.
  * @returns The result.
  */
-export function runScenario(
+export async function runScenario(
   scenario: Scenario,
   seed: number,
   options: ScenarioRunOptions = {},
-): ScenarioResult {
+): Promise<ScenarioResult> {
   try {
-    return scenario.run(seed, options);
+    return await scenario.run(seed, options);
   } catch (error) {
     return {
       ok: false,
@@ -341,7 +348,7 @@ function formatFaults(faults: Record<string, number>): string {
  *
  * const idle = simScenario({ name: "idle", description: "nothing happens", run() {} });
  * const out: string[] = [];
- * const code = runScenarioCli([idle], ["--from", "1", "--seeds", "3"], {
+ * const code = await runScenarioCli([idle], ["--from", "1", "--seeds", "3"], {
  *   stdout: (line) => out.push(line),
  *   stderr: () => {},
  * });
@@ -352,14 +359,14 @@ function formatFaults(faults: Record<string, number>): string {
  * @param scenarios The registered scenarios (unique names).
  * @param args The command-line arguments.
  * @param options Output sinks, command name, defaults.
- * @returns The exit code: 0 if every run passed, 1 if one failed, 2 on bad arguments.
+ * @returns The exit code (once every run ended): 0 if every run passed, 1 if one failed, 2 on bad arguments.
  * @throws {TypeError} if two scenarios share a name.
  */
-export function runScenarioCli(
+export async function runScenarioCli(
   scenarios: readonly Scenario[],
   args: readonly string[],
   options: RunScenarioCliOptions = {},
-): number {
+): Promise<number> {
   const names = new Set<string>();
   for (const s of scenarios) {
     if (names.has(s.name)) {
@@ -405,7 +412,7 @@ export function runScenarioCli(
     const step = Math.max(1, Math.ceil(p.count / 10));
     for (let i = 0; i < p.count; i++) {
       const seed = p.from + i;
-      const result = runScenario(scenario, seed, { traceCapacity });
+      const result = await runScenario(scenario, seed, { traceCapacity });
       const info = `hash ${result.traceHash}${
         result.events === undefined ? "" : ` events ${result.events}`
       }${

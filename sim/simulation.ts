@@ -6,6 +6,7 @@
  * @module
  */
 
+import { setImmediate } from "node:timers";
 import type { Clock, TimerId } from "../runtime/clock.ts";
 import {
   checkMaxFrameSize,
@@ -41,6 +42,7 @@ import { NodeClock } from "./_node_clock.ts";
 import { isAlive, newNodeState, type NodeState } from "./_node_state.ts";
 import { EventKind } from "./_queue.ts";
 import { SimLog } from "./_sim_log.ts";
+import { SimulationError } from "./simulation_error.ts";
 import { SimTransport, type TransportHost } from "./_sim_transport.ts";
 import { T, type TraceCode } from "./_trace.ts";
 
@@ -284,6 +286,99 @@ export class Simulation {
    */
   runUntil(predicate: () => boolean, options: RunUntilOptions = {}): boolean {
     return this.#loop.runUntil(predicate, options.maxTime ?? Infinity);
+  }
+
+  /**
+   * {@linkcode Simulation.runFor} for code written with promises: after
+   * every event, every promise continuation it triggered runs (the
+   * microtask queue is drained) before the next event, at the same virtual
+   * time. Still deterministic: continuations run in the order JavaScript
+   * queues them. A promise rejected and not handled during the run fails
+   * it.
+   *
+   * @example A client written with async/await inside the simulator
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { Simulation } from "@cohort/cohort/sim";
+   *
+   * const sim = new Simulation({ seed: 1 });
+   * const steps: number[] = [];
+   * sim.addNode("a", (env) => {
+   *   const sleep = (ms: number) =>
+   *     new Promise<void>((resolve) => env.clock.setTimer(ms, resolve));
+   *   (async () => {
+   *     await sleep(10);
+   *     steps.push(env.clock.now());
+   *     await sleep(5);
+   *     steps.push(env.clock.now());
+   *   })();
+   *   return {};
+   * });
+   * await sim.runForAsync(100);
+   * assert.deepEqual(steps, [10, 15]);
+   * ```
+   *
+   * @param ms How long to run, in virtual ms.
+   * @returns The number of events run.
+   * @throws {RangeError} if `ms` is negative or not finite.
+   * @throws {SimulationError} if a callback throws, a promise rejection is
+   * not handled, or the event budget runs out.
+   */
+  runForAsync(ms: number): Promise<number> {
+    return this.#trapRejections((settle) => this.#loop.runForAsync(ms, settle));
+  }
+
+  /**
+   * {@linkcode Simulation.runUntil} for code written with promises; see
+   * {@linkcode Simulation.runForAsync}.
+   *
+   * @param predicate The condition to reach.
+   * @param options `maxTime`: most virtual ms to run.
+   * @returns Whether the predicate became true.
+   * @throws {RangeError} if `maxTime` is negative or NaN.
+   * @throws {SimulationError} if a callback throws, a promise rejection is
+   * not handled, or the event budget runs out.
+   */
+  runUntilAsync(
+    predicate: () => boolean,
+    options: RunUntilOptions = {},
+  ): Promise<boolean> {
+    return this.#trapRejections((settle) =>
+      this.#loop.runUntilAsync(predicate, options.maxTime ?? Infinity, settle)
+    );
+  }
+
+  async #trapRejections<T>(
+    run: (settle: () => Promise<void>) => Promise<T>,
+  ): Promise<T> {
+    const rejections: unknown[] = [];
+    const trap = (event: PromiseRejectionEvent) => {
+      event.preventDefault();
+      rejections.push(event.reason);
+    };
+    const settle = async () => {
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      if (rejections.length > 0) {
+        const reason = rejections[0];
+        throw new SimulationError(
+          "callback",
+          `A promise was rejected and not handled at t=${
+            this.now.toFixed(3)
+          }ms (seed ${this.seed}): ${
+            reason instanceof Error ? reason.message : String(reason)
+          }`,
+          { time: this.now, cause: reason },
+        );
+      }
+    };
+    globalThis.addEventListener("unhandledrejection", trap);
+    try {
+      const result = await run(settle);
+      await settle();
+      return result;
+    } finally {
+      globalThis.removeEventListener("unhandledrejection", trap);
+    }
   }
 
   /**

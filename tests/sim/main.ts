@@ -19,5 +19,5 @@ export const scenarios: Scenario[] = [
 ];
 
 if (import.meta.main) {
-  Deno.exitCode = runScenarioCli(scenarios, Deno.args);
+  Deno.exitCode = await runScenarioCli(scenarios, Deno.args);
 }

@@ -46,26 +46,36 @@ const flaky = simScenario({
   },
 });
 
-function cli(scenarios: Scenario[], args: string[]) {
+async function cli(scenarios: Scenario[], args: string[]) {
   const out: string[] = [];
   const err: string[] = [];
-  const code = runScenarioCli(scenarios, args, {
+  const code = await runScenarioCli(scenarios, args, {
     stdout: (line) => out.push(line),
     stderr: (line) => err.push(line),
   });
   return { code, out, err };
 }
 
-Deno.test("runner: all passing seeds end with 'N passed, 0 failed' and exit 0", () => {
-  const { code, out, err } = cli([steady], ["--from", "5", "--seeds", "7"]);
+Deno.test("runner: all passing seeds end with 'N passed, 0 failed' and exit 0", async () => {
+  const { code, out, err } = await cli([steady], [
+    "--from",
+    "5",
+    "--seeds",
+    "7",
+  ]);
   assert.equal(code, 0);
   assert.equal(out.at(-1), "7 passed, 0 failed");
   assert.equal(out.length, 1, "passing seeds print nothing without --verbose");
   assert.ok(err.some((l) => l.includes("steady: seeds 5..11")));
 });
 
-Deno.test("runner: each failing seed prints its reason and one replay command; exit 1", () => {
-  const { code, out } = cli([steady, flaky], ["--from", "1", "--seeds", "12"]);
+Deno.test("runner: each failing seed prints its reason and one replay command; exit 1", async () => {
+  const { code, out } = await cli([steady, flaky], [
+    "--from",
+    "1",
+    "--seeds",
+    "12",
+  ]);
   assert.equal(code, 1);
   assert.equal(out.at(-1), "20 passed, 4 failed");
   const fails = out.filter((l) => l.startsWith("FAIL "));
@@ -94,9 +104,9 @@ Deno.test("runner: each failing seed prints its reason and one replay command; e
   );
 });
 
-Deno.test("runner: --seed prints the trace hash, which replays identically", () => {
-  const first = cli([steady], ["--scenario", "steady", "--seed", "42"]);
-  const second = cli([steady], ["--seed", "42", "--scenario", "steady"]);
+Deno.test("runner: --seed prints the trace hash, which replays identically", async () => {
+  const first = await cli([steady], ["--scenario", "steady", "--seed", "42"]);
+  const second = await cli([steady], ["--seed", "42", "--scenario", "steady"]);
   assert.equal(first.code, 0);
   assert.match(
     first.out[0],
@@ -104,12 +114,12 @@ Deno.test("runner: --seed prints the trace hash, which replays identically", () 
   );
   assert.deepEqual(first.out, second.out);
   assert.equal(first.out.at(-1), "1 passed, 0 failed");
-  const other = cli([steady], ["--seed", "43"]);
+  const other = await cli([steady], ["--seed", "43"]);
   assert.notEqual(other.out[0].split(" ")[5], first.out[0].split(" ")[5]);
 });
 
-Deno.test("runner: --verbose shows hashes, faults, details and the trace tail", () => {
-  const { code, out } = cli([flaky], [
+Deno.test("runner: --verbose shows hashes, faults, details and the trace tail", async () => {
+  const { code, out } = await cli([flaky], [
     "--scenario",
     "flaky",
     "--seed",
@@ -123,19 +133,19 @@ Deno.test("runner: --verbose shows hashes, faults, details and the trace tail", 
   assert.equal(out.at(-2), "  replay: deno task sim --scenario flaky --seed 3");
   assert.equal(out.at(-1), "0 passed, 1 failed");
   // Keeping trace lines does not change the hash.
-  const quiet = cli([flaky], ["--scenario", "flaky", "--seed", "3"]);
+  const quiet = await cli([flaky], ["--scenario", "flaky", "--seed", "3"]);
   assert.equal(quiet.out[0].split(" ")[5], out[0].split(" ")[5]);
 });
 
-Deno.test("runner: no arguments run every scenario over the default range", () => {
-  const { code, out, err } = cli([steady, flaky], []);
+Deno.test("runner: no arguments run every scenario over the default range", async () => {
+  const { code, out, err } = await cli([steady, flaky], []);
   assert.equal(code, 1);
   assert.equal(out.at(-1), "84 passed, 16 failed");
   assert.ok(err.some((l) => l.startsWith("steady: seeds 1..50")));
   assert.ok(err.some((l) => l.startsWith("flaky: 34 passed, 16 failed in ")));
 });
 
-Deno.test("runner: bad arguments print one error line and the usage, exit 2", () => {
+Deno.test("runner: bad arguments print one error line and the usage, exit 2", async () => {
   for (
     const args of [
       ["--seed", "x"],
@@ -148,48 +158,48 @@ Deno.test("runner: bad arguments print one error line and the usage, exit 2", ()
       ["--seed"],
     ]
   ) {
-    const { code, out, err } = cli([steady, flaky], args);
+    const { code, out, err } = await cli([steady, flaky], args);
     assert.equal(code, 2, args.join(" "));
     assert.equal(out.length, 0, args.join(" "));
     assert.match(err[0], /^error: /, args.join(" "));
     assert.match(err[1], /^usage: deno task sim /);
     assert.ok(err.some((l) => l.includes("flaky")), "usage lists scenarios");
   }
-  const unknown = cli([steady], ["--scenario", "nope"]);
+  const unknown = await cli([steady], ["--scenario", "nope"]);
   assert.match(unknown.err[0], /unknown scenario "nope" \(known: steady\)/);
-  const help = cli([steady], ["--help"]);
+  const help = await cli([steady], ["--help"]);
   assert.equal(help.code, 0);
   assert.match(help.out[0], /^usage: /);
 });
 
-Deno.test("runner: duplicate scenario names are a programming error", () => {
-  assert.throws(() => cli([steady, steady], []), TypeError);
+Deno.test("runner: duplicate scenario names are a programming error", async () => {
+  await assert.rejects(() => cli([steady, steady], []), TypeError);
 });
 
-Deno.test("runScenario: a scenario that throws becomes a failed result", () => {
+Deno.test("runScenario: a scenario that throws becomes a failed result", async () => {
   const broken: Scenario = {
     name: "broken",
     description: "throws outside any simulation",
     run() {
-      throw new Error("bad setup");
+      return Promise.reject(new Error("bad setup"));
     },
   };
-  const result = runScenario(broken, 1);
+  const result = await runScenario(broken, 1);
   assert.equal(result.ok, false);
   assert.match(result.failure!, /bad setup/);
-  const { code, out } = cli([broken], ["--seed", "1"]);
+  const { code, out } = await cli([broken], ["--seed", "1"]);
   assert.equal(code, 1);
   assert.equal(out.at(-1), "0 passed, 1 failed");
 });
 
-Deno.test("simScenario: results carry hash, faults, events and virtual time", () => {
-  const a = steady.run(9);
-  const b = steady.run(9);
+Deno.test("simScenario: results carry hash, faults, events and virtual time", async () => {
+  const a = await steady.run(9);
+  const b = await steady.run(9);
   assert.deepEqual(a, b);
   assert.ok(a.ok);
   assert.ok(a.events! > 0);
   assert.equal(a.virtualTime, 100);
   assert.equal(typeof a.faults.droppedByLoss, "number");
   assert.equal(a.trace, undefined);
-  assert.equal(steady.run(9, { traceCapacity: 5 }).trace!.length, 5);
+  assert.equal((await steady.run(9, { traceCapacity: 5 })).trace!.length, 5);
 });

@@ -6,11 +6,11 @@ import { scenarios } from "./main.ts";
 
 const transport = transportScenarios.find((s) => s.name === "transport")!;
 
-Deno.test("transport scenario: passes a range of seeds and injects every kind of fault", () => {
+Deno.test("transport scenario: passes a range of seeds and injects every kind of fault", async () => {
   const totals: Record<string, number> = {};
   const failures: string[] = [];
   for (let seed = 1; seed <= 40; seed++) {
-    const result = runScenario(transport, seed);
+    const result = await runScenario(transport, seed);
     if (!result.ok) failures.push(`seed ${seed}: ${result.failure}`);
     for (const [k, v] of Object.entries(result.faults)) {
       totals[k] = (totals[k] ?? 0) + v;
@@ -40,18 +40,19 @@ Deno.test("transport scenario: passes a range of seeds and injects every kind of
   }
 });
 
-Deno.test("transport scenario: a seed replays to the same hash; seeds differ", () => {
-  const a = transport.run(17);
-  const b = transport.run(17);
+Deno.test("transport scenario: a seed replays to the same hash; seeds differ", async () => {
+  const a = await transport.run(17);
+  const b = await transport.run(17);
   assert.equal(a.traceHash, b.traceHash);
   assert.deepEqual(a.faults, b.faults);
-  const hashes = new Set(
-    [1, 2, 3, 4, 5, 6].map((s) => transport.run(s).traceHash),
-  );
+  const hashes = new Set<string>();
+  for (const s of [1, 2, 3, 4, 5, 6]) {
+    hashes.add((await transport.run(s)).traceHash);
+  }
   assert.equal(hashes.size, 6);
 });
 
-Deno.test("transport scenario: the command registers the transport family", () => {
+Deno.test("transport scenario: the command registers the transport family", async () => {
   assert.ok(scenarios.includes(transport));
 });
 
