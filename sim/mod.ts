@@ -49,6 +49,13 @@ export {
   type TransportHandler,
   type TransportStats,
 } from "../transport/transport.ts";
+export {
+  checkLinearizable,
+  type HistoryOperation,
+  type LinearizabilityModel,
+  type LinearizabilityOptions,
+  type LinearizabilityResult,
+} from "./linearizability.ts";
 export { Prng } from "./prng.ts";
 export {
   DEFAULT_LINK,

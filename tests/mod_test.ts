@@ -48,6 +48,7 @@ Deno.test("sim module exports the simulator and the scenario runner", () => {
     "Prng",
     "Simulation",
     "SimulationError",
+    "checkLinearizable",
     "runScenario",
     "runScenarioCli",
     "sampleLatency",
