@@ -1,0 +1,269 @@
+/**
+ * The Oracle state machine's sessions and their dedupe tables, the limits
+ * on request fields, and the field checks every operation goes through
+ * before it touches state.
+ *
+ * @module
+ */
+
+import type {
+  OpResult,
+  OracleErrorCode,
+  OracleErrorResult,
+  ReadOp,
+  WriteOp,
+} from "./commands.ts";
+import { isReserved, pathError } from "./path.ts";
+
+/** The shortest session time to live, in milliseconds. */
+export const MIN_TTL_MS = 1_000;
+/** The longest session time to live, in milliseconds. */
+export const MAX_TTL_MS = 300_000;
+/** The longest session id, in characters. */
+export const MAX_SESSION_ID_LENGTH = 128;
+/** The longest group member name, in characters. */
+export const MAX_MEMBER_LENGTH = 256;
+/** The longest removal reason, in characters. */
+export const MAX_REASON_LENGTH = 1_024;
+/** The most events one read returns. */
+export const MAX_READ_LIMIT = 1_000;
+
+/** Builds an error result. */
+export function fail(
+  code: OracleErrorCode,
+  message: string,
+  first?: number,
+): { error: OracleErrorResult } {
+  return {
+    error: first === undefined ? { code, message } : { code, message, first },
+  };
+}
+
+/** Quotes a value for a message, cut to 80 characters. */
+export function quote(value: string): string {
+  return JSON.stringify(value.length > 80 ? `${value.slice(0, 77)}...` : value);
+}
+
+function isCount(value: unknown, min: number): value is number {
+  return Number.isSafeInteger(value) && (value as number) >= min;
+}
+
+function checkName(
+  field: string,
+  value: unknown,
+  max: number,
+): { error: OracleErrorResult } | undefined {
+  if (typeof value !== "string" || value.length === 0 || value.length > max) {
+    return fail(
+      "invalid",
+      `Field "${field}" must be a string of 1 to ${max} characters`,
+    );
+  }
+  return undefined;
+}
+
+function checkPathField(
+  field: string,
+  value: unknown,
+  write: boolean,
+): { error: OracleErrorResult } | undefined {
+  const reason = pathError(value);
+  if (reason !== undefined) {
+    return fail("invalid_path", `Field "${field}": ${reason}`);
+  }
+  if (write && isReserved(value as string)) {
+    return fail(
+      "reserved_path",
+      `Field "${field}": path ${
+        quote(value as string)
+      } is under the reserved /_sys prefix, where only the Oracle writes`,
+    );
+  }
+  return undefined;
+}
+
+/** Checks a session id: a string of 1 to 128 characters. */
+export function checkSessionId(value: unknown): boolean {
+  return typeof value === "string" && value.length > 0 &&
+    value.length <= MAX_SESSION_ID_LENGTH;
+}
+
+/** Checks the fields of a write operation (the data size is checked when applied). */
+export function checkWriteOp(
+  op: WriteOp,
+): { error: OracleErrorResult } | undefined {
+  switch (op.op) {
+    case "open_session":
+      return isCount(op.ttlMs, MIN_TTL_MS) && op.ttlMs <= MAX_TTL_MS
+        ? undefined
+        : fail(
+          "invalid",
+          `Field "ttlMs" must be an integer from ${MIN_TTL_MS} to ${MAX_TTL_MS}, got ${
+            String(op.ttlMs)
+          }`,
+        );
+    case "close_session":
+      return undefined;
+    case "append":
+      return checkPathField("path", op.path, true);
+    case "truncate":
+      return checkPathField("path", op.path, true) ??
+        (isCount(op.before, 1) ? undefined : fail(
+          "invalid",
+          `Field "before" must be an integer >= 1, got ${String(op.before)}`,
+        ));
+    case "lock":
+      return checkPathField("path", op.path, true) ??
+        (typeof op.wait === "boolean"
+          ? undefined
+          : fail("invalid", `Field "wait" must be a boolean`));
+    case "unlock":
+      return checkPathField("path", op.path, true) ??
+        (isCount(op.token, 0) ? undefined : fail(
+          "invalid",
+          `Field "token" must be an integer >= 0, got ${String(op.token)}`,
+        ));
+    case "join":
+    case "leave":
+      return checkPathField("group", op.group, true) ??
+        checkName("member", op.member, MAX_MEMBER_LENGTH);
+    case "remove":
+      return checkPathField("group", op.group, true) ??
+        checkName("member", op.member, MAX_MEMBER_LENGTH) ??
+        (typeof op.reason === "string" && op.reason.length <= MAX_REASON_LENGTH
+          ? undefined
+          : fail(
+            "invalid",
+            `Field "reason" must be a string of at most ${MAX_REASON_LENGTH} characters`,
+          ));
+    case "flushed":
+      return checkPathField("group", op.group, true) ??
+        checkName("member", op.member, MAX_MEMBER_LENGTH) ??
+        (isCount(op.viewId, 1) ? undefined : fail(
+          "invalid",
+          `Field "viewId" must be an integer >= 1, got ${String(op.viewId)}`,
+        ));
+    default:
+      return fail(
+        "unknown_op",
+        `Unknown write operation ${
+          quote(String((op as { op?: unknown })?.op))
+        }`,
+      );
+  }
+}
+
+/** Checks the fields of a read operation. */
+export function checkReadOp(
+  op: ReadOp,
+): { error: OracleErrorResult } | undefined {
+  switch (op.op) {
+    case "read":
+      return checkPathField("path", op.path, false) ??
+        (isCount(op.from, 0) ? undefined : fail(
+          "invalid",
+          `Field "from" must be an integer >= 0, got ${String(op.from)}`,
+        )) ??
+        (isCount(op.limit, 1) && op.limit <= MAX_READ_LIMIT ? undefined : fail(
+          "invalid",
+          `Field "limit" must be an integer from 1 to ${MAX_READ_LIMIT}, got ${
+            String(op.limit)
+          }`,
+        ));
+    case "get_lock":
+      return checkPathField("path", op.path, false);
+    case "get_view":
+      return checkPathField("group", op.group, false);
+    default:
+      return fail(
+        "unknown_op",
+        `Unknown read operation ${quote(String((op as { op?: unknown })?.op))}`,
+      );
+  }
+}
+
+/** A live session: its time to live and its dedupe table. */
+export interface Session {
+  ttlMs: number;
+  /** Every request numbered below this was acknowledged by the client. */
+  acked: number;
+  /** Results of requests numbered >= `acked`; `null` while a lock request waits. */
+  results: Map<number, OpResult | null>;
+}
+
+/** A session as a snapshot stores it: id, ttl, acked, [req, result or null]. */
+export type SessionSnapshot = [string, number, number, [
+  number,
+  OpResult | null,
+][]];
+
+/**
+ * Live sessions and the ids of ended ones. Ended ids are remembered so they
+ * can never be reopened, up to `maxEnded` of them (the oldest are forgotten
+ * first).
+ */
+export class SessionTable {
+  #live = new Map<string, Session>();
+  #ended = new Set<string>();
+  #maxEnded: number;
+
+  constructor(maxEnded: number) {
+    this.#maxEnded = maxEnded;
+  }
+
+  get size(): number {
+    return this.#live.size;
+  }
+
+  get(id: string): Session | undefined {
+    return this.#live.get(id);
+  }
+
+  isEnded(id: string): boolean {
+    return this.#ended.has(id);
+  }
+
+  open(id: string, ttlMs: number): Session {
+    const session: Session = { ttlMs, acked: 0, results: new Map() };
+    this.#live.set(id, session);
+    return session;
+  }
+
+  /** Ends a live session (its dedupe table is freed); returns whether it was live. */
+  end(id: string): boolean {
+    if (!this.#live.delete(id)) return false;
+    this.#ended.add(id);
+    if (this.#ended.size > this.#maxEnded) {
+      for (const old of this.#ended) {
+        this.#ended.delete(old);
+        if (this.#ended.size <= this.#maxEnded) break;
+      }
+    }
+    return true;
+  }
+
+  /** Live sessions in the order they were opened. */
+  list(): { session: string; ttlMs: number }[] {
+    return [...this.#live].map(([session, s]) => ({ session, ttlMs: s.ttlMs }));
+  }
+
+  toSnapshot(): { live: SessionSnapshot[]; ended: string[] } {
+    const live: SessionSnapshot[] = [];
+    for (const [id, s] of this.#live) {
+      live.push([id, s.ttlMs, s.acked, [...s.results]]);
+    }
+    return { live, ended: [...this.#ended] };
+  }
+
+  static fromSnapshot(
+    maxEnded: number,
+    snapshot: { live: SessionSnapshot[]; ended: string[] },
+  ): SessionTable {
+    const table = new SessionTable(maxEnded);
+    for (const [id, ttlMs, acked, results] of snapshot.live) {
+      table.#live.set(id, { ttlMs, acked, results: new Map(results) });
+    }
+    for (const id of snapshot.ended) table.#ended.add(id);
+    return table;
+  }
+}

@@ -1,0 +1,258 @@
+/**
+ * The operations the Oracle's state machine understands, their results and
+ * its error codes: the vocabulary shared by the state machine, the replica
+ * and the client.
+ *
+ * Writes go through the replicated log in batches
+ * ({@linkcode EntryCommand}); reads are served by the leader after a
+ * read-index round (linearizable) and never enter the log. Every value is
+ * plain JSON.
+ *
+ * @module
+ */
+
+/** Any JSON value: what channel events carry. */
+export type Json =
+  | null
+  | boolean
+  | number
+  | string
+  | Json[]
+  | { [key: string]: Json };
+
+/** Opens (or re-opens, idempotently) the session named by the request envelope. */
+export interface OpenSessionOp {
+  readonly op: "open_session";
+  /** Time to live without keep-alive, in milliseconds (1,000-300,000). */
+  readonly ttlMs: number;
+}
+
+/** Closes the request's session: its locks are released, it leaves every group. */
+export interface CloseSessionOp {
+  readonly op: "close_session";
+}
+
+/** Appends one event to a channel. */
+export interface AppendOp {
+  readonly op: "append";
+  readonly path: string;
+  readonly data: Json;
+}
+
+/** Drops a channel's events before sequence number `before` (garbage collection). */
+export interface TruncateOp {
+  readonly op: "truncate";
+  readonly path: string;
+  readonly before: number;
+}
+
+/** Acquires a lock for the request's session: waits in FIFO order (`wait`) or tries once. */
+export interface LockOp {
+  readonly op: "lock";
+  readonly path: string;
+  readonly wait: boolean;
+}
+
+/** Releases a lock the request's session holds under `token`; or withdraws a waiting request. */
+export interface UnlockOp {
+  readonly op: "unlock";
+  readonly path: string;
+  /** The fencing token of the grant, or 0 to withdraw a queued request. */
+  readonly token: number;
+}
+
+/** Asks for `member` (owned by the request's session) to join a group. */
+export interface JoinOp {
+  readonly op: "join";
+  readonly group: string;
+  readonly member: string;
+}
+
+/** Asks for `member` to leave a group (voluntary leave). */
+export interface LeaveOp {
+  readonly op: "leave";
+  readonly group: string;
+  readonly member: string;
+}
+
+/**
+ * Forces `member` out of a group (failure suspected by another member).
+ * The excluded member may not rejoin under the same name.
+ */
+export interface RemoveOp {
+  readonly op: "remove";
+  readonly group: string;
+  readonly member: string;
+  readonly reason: string;
+}
+
+/** Reports that `member` finished flushing for the proposed view `viewId`. */
+export interface FlushedOp {
+  readonly op: "flushed";
+  readonly group: string;
+  readonly viewId: number;
+  readonly member: string;
+}
+
+/** Every operation that changes state (goes through the log). */
+export type WriteOp =
+  | OpenSessionOp
+  | CloseSessionOp
+  | AppendOp
+  | TruncateOp
+  | LockOp
+  | UnlockOp
+  | JoinOp
+  | LeaveOp
+  | RemoveOp
+  | FlushedOp;
+
+/** Reads a channel's retained events from `from`, at most `limit`. */
+export interface ReadChannelOp {
+  readonly op: "read";
+  readonly path: string;
+  readonly from: number;
+  readonly limit: number;
+}
+
+/** Reads a lock's holder, token and queue length. */
+export interface GetLockOp {
+  readonly op: "get_lock";
+  readonly path: string;
+}
+
+/** Reads a group's installed view and its pending proposal. */
+export interface GetViewOp {
+  readonly op: "get_view";
+  readonly group: string;
+}
+
+/** Every read (served after a read-index round, never logged). */
+export type ReadOp = ReadChannelOp | GetLockOp | GetViewOp;
+
+/** Keeps the request's session alive (handled by the leader, never logged). */
+export interface KeepAliveOp {
+  readonly op: "keepalive";
+}
+
+/** Every operation a client can send. */
+export type OracleOp = WriteOp | ReadOp | KeepAliveOp;
+
+/** One client request inside a log entry. */
+export interface ClientRequest {
+  /** The session (the client's id) the request belongs to. */
+  readonly session: string;
+  /** The client's request number: a retried request keeps its number. */
+  readonly req: number;
+  /** Every request of this session numbered below this has its reply; forget them. */
+  readonly acked: number;
+  readonly op: WriteOp;
+}
+
+/** What one log entry carries: a batch of client requests, or an expiry the leader decided. */
+export type EntryCommand =
+  | { readonly batch: readonly ClientRequest[] }
+  | { readonly expire: readonly string[] };
+
+/** One event of a channel. */
+export interface ChannelEvent {
+  readonly path: string;
+  /** Position in its channel, from 1, without gaps. */
+  readonly seq: number;
+  /** Position among every event of the Oracle, from 1: what prefix subscriptions resume from. */
+  readonly rev: number;
+  readonly data: Json;
+}
+
+/** A group member: its name and the session that owns it. */
+export interface ViewMember {
+  readonly member: string;
+  readonly session: string;
+}
+
+/** An installed group view. */
+export interface GroupView {
+  readonly group: string;
+  readonly viewId: number;
+  /** Members in join order (the order every member sees). */
+  readonly members: readonly ViewMember[];
+}
+
+/**
+ * The data of an event in a group's view channel
+ * (`viewChannel(group)`): a proposed next view, whose surviving members
+ * must flush and report `flushed`, or an installed view.
+ */
+export type ViewEvent =
+  | {
+    readonly type: "propose";
+    readonly group: string;
+    readonly viewId: number;
+    /** The installed view the proposal replaces. */
+    readonly fromViewId: number;
+    readonly members: readonly ViewMember[];
+    /** Members of the installed view that must report `flushed`. */
+    readonly survivors: readonly string[];
+    readonly joining: readonly string[];
+    readonly leaving: readonly string[];
+  }
+  | {
+    readonly type: "view";
+    readonly group: string;
+    readonly viewId: number;
+    readonly members: readonly ViewMember[];
+    readonly joined: readonly string[];
+    readonly left: readonly string[];
+  };
+
+/** Error codes the Oracle answers with. */
+export type OracleErrorCode =
+  /** Not the leader; `leader` names it when known. */
+  | "not_leader"
+  /** The request is malformed, or a field is out of range. */
+  | "invalid"
+  /** The path is not valid (absolute, no empty segments, length limits). */
+  | "invalid_path"
+  /** The path is under the reserved `/_sys` prefix. */
+  | "reserved_path"
+  /** The operation name is unknown. */
+  | "unknown_op"
+  /** The session does not exist or has expired: open a new one under a new id. */
+  | "session_expired"
+  /** The requested position was truncated; `first` is the first available. */
+  | "compacted"
+  /** The session does not hold this lock under this token. */
+  | "not_holder"
+  /** The session already holds or waits for this lock. */
+  | "lock_owned"
+  /** Not a member, already a member, excluded, or a stale view id. */
+  | "membership"
+  /** Too many requests in flight or too much state for this session. */
+  | "overloaded"
+  /** The request is larger than the Oracle accepts. */
+  | "too_large"
+  /** The request's reply was already acknowledged by the client. */
+  | "duplicate";
+
+/** An error result. */
+export interface OracleErrorResult {
+  readonly code: OracleErrorCode;
+  readonly message: string;
+  /** For `not_leader`: the leader's replica id when known. */
+  readonly leader?: string | undefined;
+  /** For `compacted`: the first available sequence number (or revision). */
+  readonly first?: number | undefined;
+}
+
+/** A result: `ok` with a JSON value, or `error`. */
+export type OpResult =
+  | { readonly ok: Json }
+  | { readonly error: OracleErrorResult };
+
+/** The reserved root under which the Oracle keeps its own channels. */
+export const SYSTEM_PREFIX = "/_sys";
+
+/** The channel where a group's view events are appended, for example `/_sys/views/apps/kv`. */
+export function viewChannel(group: string): string {
+  return `${SYSTEM_PREFIX}/views${group}`;
+}
