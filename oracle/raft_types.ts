@@ -155,12 +155,15 @@ export interface ReadState {
  * Everything the core asks its driver to do, collected since the last
  * `ready()` call. The driver must handle the fields in this order:
  *
- * 1. write `snapshot` (if any) and restore the state machine from it;
+ * 1. write `snapshot` (if any) and restore the state machine from it; it
+ *    replaces the whole stored log (drop every stored entry: the entries
+ *    kept after the snapshot come again in `entries`);
  * 2. write `hardState` (if any) and `entries` (if any: drop every stored
  *    entry at or after `entries[0].index`, then append);
  * 3. send `messages` right away (they do not depend on step 2);
  * 4. make step 1-2 durable (sync), then send `messagesAfterPersist` and
- *    call `persisted(lastIndex, lastTerm)` with the last entry written;
+ *    call `persisted(lastIndex, lastTerm)` with the last entry written
+ *    (the snapshot's `meta` if only a snapshot was written);
  * 5. apply `committed` in order (they are durable on a majority already);
  * 6. serve each of `reads` once the applied index reaches its `index`;
  *    fail each of `failedReads` (leadership was lost).
