@@ -1,0 +1,153 @@
+/**
+ * Argument checks of the Oracle client, run before anything is sent. The
+ * Oracle checks again (and more strictly: path syntax, reserved prefixes);
+ * these catch the type mistakes early with a clear message.
+ *
+ * @module
+ */
+
+/** The longest path the client sends, in UTF-16 code units. */
+export const MAX_PATH_LENGTH = 4096;
+
+/**
+ * Checks a channel, lock or group path: a string starting with `/`.
+ *
+ * @throws {TypeError} if it is not such a string.
+ * @throws {RangeError} if it is longer than {@linkcode MAX_PATH_LENGTH}.
+ */
+export function checkPath(what: string, path: unknown): string {
+  if (typeof path !== "string" || !path.startsWith("/")) {
+    throw new TypeError(
+      `Invalid ${what} ${
+        JSON.stringify(path) ?? String(path)
+      }: must be a string starting with "/"`,
+    );
+  }
+  if (path.length > MAX_PATH_LENGTH) {
+    throw new RangeError(
+      `Invalid ${what} of length ${path.length}: at most ${MAX_PATH_LENGTH} characters`,
+    );
+  }
+  return path;
+}
+
+/**
+ * Checks a non-empty string (member name, replica or session id).
+ *
+ * @throws {TypeError} if it is not a non-empty string.
+ * @throws {RangeError} if it is longer than `maxLength`.
+ */
+export function checkName(
+  what: string,
+  value: unknown,
+  maxLength = Infinity,
+): string {
+  if (typeof value !== "string" || value === "") {
+    throw new TypeError(
+      `Invalid ${what} ${
+        JSON.stringify(value) ?? String(value)
+      }: must be a non-empty string`,
+    );
+  }
+  if (value.length > maxLength) {
+    throw new RangeError(
+      `Invalid ${what} of length ${value.length}: at most ${maxLength} characters`,
+    );
+  }
+  return value;
+}
+
+/**
+ * Checks an integer in [`min`, 2^53).
+ *
+ * @throws {TypeError} if it is not a number.
+ * @throws {RangeError} if it is not a safe integer of at least `min`.
+ */
+export function checkInteger(
+  what: string,
+  value: unknown,
+  min: number,
+): number {
+  if (typeof value !== "number") {
+    throw new TypeError(`Invalid ${what} ${String(value)}: must be a number`);
+  }
+  if (!Number.isSafeInteger(value) || value < min) {
+    throw new RangeError(
+      `Invalid ${what} ${value}: must be an integer of at least ${min}`,
+    );
+  }
+  return value;
+}
+
+/**
+ * Checks a duration option in milliseconds.
+ *
+ * @throws {RangeError} if it is not a finite number in [`min`, `max`].
+ */
+export function checkDuration(
+  what: string,
+  value: number,
+  min: number,
+  max: number,
+): number {
+  if (
+    typeof value !== "number" || !Number.isFinite(value) || value < min ||
+    value > max
+  ) {
+    throw new RangeError(
+      `Invalid ${what} ${value}: must be a number of milliseconds from ${min} to ${max}`,
+    );
+  }
+  return value;
+}
+
+/**
+ * Checks that a value can be sent as JSON: no `undefined`, functions,
+ * symbols, BigInts, non-finite numbers or cycles.
+ *
+ * @throws {TypeError} naming the offending place.
+ */
+export function checkJson(what: string, value: unknown): void {
+  const seen = new Set<object>();
+  const visit = (v: unknown, where: string): void => {
+    switch (typeof v) {
+      case "string":
+      case "boolean":
+        return;
+      case "number":
+        if (!Number.isFinite(v)) {
+          throw new TypeError(
+            `Invalid ${what}: ${where} is ${v}, which JSON cannot carry`,
+          );
+        }
+        return;
+      case "object": {
+        if (v === null) return;
+        if (seen.has(v)) {
+          throw new TypeError(`Invalid ${what}: ${where} is a cycle`);
+        }
+        seen.add(v);
+        if (Array.isArray(v)) {
+          v.forEach((item, i) => visit(item, `${where}[${i}]`));
+        } else {
+          const proto = Object.getPrototypeOf(v);
+          if (proto !== Object.prototype && proto !== null) {
+            throw new TypeError(
+              `Invalid ${what}: ${where} is not a plain object or array`,
+            );
+          }
+          for (const [key, item] of Object.entries(v)) {
+            visit(item, `${where}.${key}`);
+          }
+        }
+        seen.delete(v);
+        return;
+      }
+      default:
+        throw new TypeError(
+          `Invalid ${what}: ${where} is ${typeof v}, which JSON cannot carry`,
+        );
+    }
+  };
+  visit(value, "data");
+}
