@@ -22,6 +22,7 @@ export type Json =
 
 /** Opens (or re-opens, idempotently) the session named by the request envelope. */
 export interface OpenSessionOp {
+  /** The operation's name. */
   readonly op: "open_session";
   /** Time to live without keep-alive, in milliseconds (1,000-300,000). */
   readonly ttlMs: number;
@@ -29,33 +30,45 @@ export interface OpenSessionOp {
 
 /** Closes the request's session: its locks are released, it leaves every group. */
 export interface CloseSessionOp {
+  /** The operation's name. */
   readonly op: "close_session";
 }
 
 /** Appends one event to a channel. */
 export interface AppendOp {
+  /** The operation's name. */
   readonly op: "append";
+  /** The path it acts on (absolute, validated). */
   readonly path: string;
+  /** The event's data, any JSON value. */
   readonly data: Json;
 }
 
 /** Drops a channel's events before sequence number `before` (garbage collection). */
 export interface TruncateOp {
+  /** The operation's name. */
   readonly op: "truncate";
+  /** The path it acts on (absolute, validated). */
   readonly path: string;
+  /** Events with a lower sequence number are dropped. */
   readonly before: number;
 }
 
 /** Acquires a lock for the request's session: waits in FIFO order (`wait`) or tries once. */
 export interface LockOp {
+  /** The operation's name. */
   readonly op: "lock";
+  /** The path it acts on (absolute, validated). */
   readonly path: string;
+  /** `true` waits in FIFO order; `false` tries once. */
   readonly wait: boolean;
 }
 
 /** Releases a lock the request's session holds under `token`; or withdraws a waiting request. */
 export interface UnlockOp {
+  /** The operation's name. */
   readonly op: "unlock";
+  /** The path it acts on (absolute, validated). */
   readonly path: string;
   /** The fencing token of the grant, or 0 to withdraw a queued request. */
   readonly token: number;
@@ -63,15 +76,21 @@ export interface UnlockOp {
 
 /** Asks for `member` (owned by the request's session) to join a group. */
 export interface JoinOp {
+  /** The operation's name. */
   readonly op: "join";
+  /** The group's path. */
   readonly group: string;
+  /** The member's name, unique in the group. */
   readonly member: string;
 }
 
 /** Asks for `member` to leave a group (voluntary leave). */
 export interface LeaveOp {
+  /** The operation's name. */
   readonly op: "leave";
+  /** The group's path. */
   readonly group: string;
+  /** The member's name, unique in the group. */
   readonly member: string;
 }
 
@@ -80,17 +99,25 @@ export interface LeaveOp {
  * The excluded member may not rejoin under the same name.
  */
 export interface RemoveOp {
+  /** The operation's name. */
   readonly op: "remove";
+  /** The group's path. */
   readonly group: string;
+  /** The member's name, unique in the group. */
   readonly member: string;
+  /** Why it is removed (for logs). */
   readonly reason: string;
 }
 
 /** Reports that `member` finished flushing for the proposed view `viewId`. */
 export interface FlushedOp {
+  /** The operation's name. */
   readonly op: "flushed";
+  /** The group's path. */
   readonly group: string;
+  /** The view's id. */
   readonly viewId: number;
+  /** The member's name, unique in the group. */
   readonly member: string;
 }
 
@@ -109,21 +136,29 @@ export type WriteOp =
 
 /** Reads a channel's retained events from `from`, at most `limit`. */
 export interface ReadChannelOp {
+  /** The operation's name. */
   readonly op: "read";
+  /** The path it acts on (absolute, validated). */
   readonly path: string;
+  /** The first position wanted. */
   readonly from: number;
+  /** The most events returned (1-1,000). */
   readonly limit: number;
 }
 
 /** Reads a lock's holder, token and queue length. */
 export interface GetLockOp {
+  /** The operation's name. */
   readonly op: "get_lock";
+  /** The path it acts on (absolute, validated). */
   readonly path: string;
 }
 
 /** Reads a group's installed view and its pending proposal. */
 export interface GetViewOp {
+  /** The operation's name. */
   readonly op: "get_view";
+  /** The group's path. */
   readonly group: string;
 }
 
@@ -132,6 +167,7 @@ export type ReadOp = ReadChannelOp | GetLockOp | GetViewOp;
 
 /** Keeps the request's session alive (handled by the leader, never logged). */
 export interface KeepAliveOp {
+  /** The operation's name. */
   readonly op: "keepalive";
 }
 
@@ -146,6 +182,7 @@ export interface ClientRequest {
   readonly req: number;
   /** Every request of this session numbered below this has its reply; forget them. */
   readonly acked: number;
+  /** The operation's name. */
   readonly op: WriteOp;
 }
 
@@ -156,23 +193,29 @@ export type EntryCommand =
 
 /** One event of a channel. */
 export interface ChannelEvent {
+  /** The path it acts on (absolute, validated). */
   readonly path: string;
   /** Position in its channel, from 1, without gaps. */
   readonly seq: number;
   /** Position among every event of the Oracle, from 1: what prefix subscriptions resume from. */
   readonly rev: number;
+  /** The event's data, any JSON value. */
   readonly data: Json;
 }
 
 /** A group member: its name and the session that owns it. */
 export interface ViewMember {
+  /** The member's name, unique in the group. */
   readonly member: string;
+  /** The session that owns it. */
   readonly session: string;
 }
 
 /** An installed group view. */
 export interface GroupView {
+  /** The group's path. */
   readonly group: string;
+  /** The view's id. */
   readonly viewId: number;
   /** Members in join order (the order every member sees). */
   readonly members: readonly ViewMember[];
@@ -236,7 +279,9 @@ export type OracleErrorCode =
 
 /** An error result. */
 export interface OracleErrorResult {
+  /** What went wrong, for programs. */
   readonly code: OracleErrorCode;
+  /** What went wrong, for people, with the values. */
   readonly message: string;
   /** For `not_leader`: the leader's replica id when known. */
   readonly leader?: string | undefined;

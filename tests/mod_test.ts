@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import * as root from "../mod.ts";
+import * as oracle from "../oracle/mod.ts";
 import * as transport from "../transport/mod.ts";
 import * as sim from "../sim/mod.ts";
 
@@ -12,8 +13,30 @@ Deno.test("root module exports exactly the stable core", () => {
     "FileStorage",
     "JsonCodec",
     "JsonLogger",
+    "OracleClient",
+    "OracleError",
+    "OracleServer",
     "SystemClock",
     "silentLogger",
+    "startOracleGroup",
+  ]);
+});
+
+Deno.test("oracle module exports the client, the servers and the replica", () => {
+  assert.deepEqual(Object.keys(oracle).sort(), [
+    "MAX_PATH_BYTES",
+    "MAX_PATH_SEGMENTS",
+    "MAX_SEGMENT_BYTES",
+    "OracleClient",
+    "OracleError",
+    "OracleReplica",
+    "OracleServer",
+    "SYSTEM_PREFIX",
+    "WalCorruptionError",
+    "checkPath",
+    "isUnder",
+    "startOracleGroup",
+    "viewChannel",
   ]);
 });
 

@@ -1,0 +1,953 @@
+/**
+ * One Oracle replica: the driver that wires the consensus core
+ * ({@linkcode RaftNode}), the write-ahead log ({@linkcode Wal}) and the
+ * state machine ({@linkcode OracleStateMachine}) to a transport, a clock
+ * and a storage handed in.
+ *
+ * It does no I/O of its own either: the same class runs over TCP and files
+ * (see `OracleServer`) and inside the simulator. Clients talk to the
+ * leader; a follower answers `not_leader` with the leader's id. Writes from
+ * every client that arrive in one turn of the event loop go into one log
+ * entry, and entries written while a sync is in flight share the next sync
+ * (group commit). Reads wait for a read-index round and are served from
+ * the leader's applied state. The leader pushes channel events to
+ * subscribers and lock grants to waiters, and expires sessions whose
+ * keep-alives stopped.
+ *
+ * @module
+ */
+
+import type { Clock, TimerId } from "../runtime/clock.ts";
+import { type Logger, silentLogger } from "../runtime/log.ts";
+import type { Random } from "../runtime/random.ts";
+import type { Storage } from "../runtime/storage.ts";
+import type { PeerId, Transport } from "../transport/transport.ts";
+import type {
+  ClientRequest,
+  EntryCommand,
+  Json,
+  OracleErrorResult,
+  ReadOp,
+} from "./commands.ts";
+import { RaftNode } from "./raft.ts";
+import type {
+  LogEntry,
+  RaftMessage,
+  RaftReady,
+  ReplicaId,
+} from "./raft_types.ts";
+import {
+  OracleStateMachine,
+  type StateMachineOptions,
+} from "./state_machine.ts";
+import { parseClientFrame } from "./validate.ts";
+import { Wal, type WalOptions } from "./wal.ts";
+import { SubscriptionTable } from "./_subscriptions.ts";
+import { SyncQueue } from "./_sync_queue.ts";
+import type {
+  ClientFrame,
+  ReplicaToClientFrame,
+  RequestFrame,
+} from "./wire.ts";
+
+/** Options of {@linkcode OracleReplica.open}. */
+export interface OracleReplicaOptions {
+  /** This replica's id: one of `replicas`, and its transport's peer id. */
+  id: ReplicaId;
+  /** Every replica of the group (3 or 5; 1 for tests), this one included. */
+  replicas: readonly ReplicaId[];
+  /** Connects this replica to the other replicas and to clients. */
+  transport: Transport;
+  /** Where the write-ahead log and snapshots live. */
+  storage: Storage;
+  /** Timers and the time used for session expiry. */
+  clock: Clock;
+  /** Randomizes election timeouts. */
+  random: Random;
+  /** Where events are reported. Default: `silentLogger`. */
+  logger?: Logger | undefined;
+  /**
+   * Runs `fn` after the current turn of the event loop's synchronous work,
+   * before timers. Default `queueMicrotask`; the simulator passes a
+   * zero-delay timer.
+   */
+  defer?: ((fn: () => void) => void) | undefined;
+  /** Milliseconds per consensus tick. Default 10. */
+  tickMs?: number | undefined;
+  /** Follower election timeout in ticks (randomized up to twice). Default 30. */
+  electionTicks?: number | undefined;
+  /** Leader heartbeat interval in ticks. Default 5. */
+  heartbeatTicks?: number | undefined;
+  /**
+   * Sync the log before acknowledging (default `true`). With `false`,
+   * entries are written but acknowledged before they are durable: a power
+   * loss of a majority can lose acknowledged operations.
+   */
+  syncBeforeAck?: boolean | undefined;
+  /** Take a snapshot and truncate the log every this many applied entries. Default 20,000. */
+  snapshotEvery?: number | undefined;
+  /** Most client requests in one log entry. Default 512. */
+  maxBatchRequests?: number | undefined;
+  /** Most client requests waiting to be proposed or answered. Default 100,000. */
+  maxPendingRequests?: number | undefined;
+  /** Options of the state machine (retention, limits). */
+  stateMachine?: StateMachineOptions | undefined;
+  /** Options of the write-ahead log. */
+  wal?: WalOptions | undefined;
+  /** Hooks for checkers (the simulator): called as entries are applied. */
+  observer?: OracleReplicaObserver | undefined;
+}
+
+/** Hooks a checker can attach to a replica. */
+export interface OracleReplicaObserver {
+  /** An entry was applied (`command` is `null` for a leader's no-op). */
+  applied?(
+    replica: ReplicaId,
+    entry: LogEntry<EntryCommand>,
+  ): void;
+  /** The replica restored its state machine from a snapshot at `index`. */
+  restored?(replica: ReplicaId, index: number): void;
+}
+
+/** Counters of one replica; they only grow. */
+export interface OracleReplicaCounters {
+  /** Client frames received. */
+  clientFrames: number;
+  /** Frames that were not valid JSON or not a known frame: dropped. */
+  malformedFrames: number;
+  /** Client frames refused by validation (answered with an error when possible). */
+  invalidRequests: number;
+  /** Consensus frames from peers that are not replicas: refused. */
+  foreignRaftFrames: number;
+  /** Requests answered `not_leader`. */
+  notLeader: number;
+  /** Writes proposed. */
+  writes: number;
+  /** Log entries proposed by this replica as leader. */
+  proposals: number;
+  /** Reads served. */
+  reads: number;
+  /** Requests refused because too many were pending. */
+  overloaded: number;
+  /** Sessions this leader proposed to expire. */
+  expiries: number;
+  /** Snapshots taken. */
+  snapshots: number;
+  /** Entries applied. */
+  applied: number;
+  /** Sends the transport refused or could not route. */
+  sendFailures: number;
+}
+
+/** A JSON view of a replica's state, for status endpoints and tests. */
+export interface OracleReplicaStatus {
+  /** This replica's id. */
+  id: ReplicaId;
+  /** Its consensus role: follower, pre-candidate, candidate or leader. */
+  role: string;
+  /** Its current term. */
+  term: number;
+  /** The leader it knows of, or `null`. */
+  leader: ReplicaId | null;
+  /** The highest log index known committed. */
+  commitIndex: number;
+  /** The highest log index applied to the state machine. */
+  appliedIndex: number;
+  /** The last index in its log. */
+  lastIndex: number;
+  /** Live sessions. */
+  sessions: number;
+  /** Subscriptions it serves (leader only). */
+  subscriptions: number;
+  /** Client writes waiting to be proposed or answered. */
+  pendingRequests: number;
+  /** Log syncs started. */
+  syncs: number;
+  /** `true` once stopped. */
+  stopped: boolean;
+  /** Why it stopped on its own (a storage failure), or `null`. */
+  failure: string | null;
+  /** Counters that only grow. */
+  counters: OracleReplicaCounters;
+}
+
+interface PendingWrite {
+  readonly client: PeerId;
+  readonly request: ClientRequest;
+}
+
+interface PendingRead {
+  readonly client: PeerId;
+  readonly r: number;
+  readonly session: string;
+  readonly op: ReadOp;
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder("utf-8", { fatal: true });
+
+/**
+ * One replica of an Oracle group.
+ *
+ * @example Three replicas and a client in the simulator
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Simulation } from "@cohort/cohort/sim";
+ * import { OracleClient, OracleReplica } from "@cohort/cohort/oracle";
+ *
+ * const sim = new Simulation({ seed: 1 });
+ * const ids = ["r1", "r2", "r3"];
+ * for (const id of ids) {
+ *   sim.addNode(id, (env) => {
+ *     const replica = OracleReplica.open({
+ *       id,
+ *       replicas: ids,
+ *       transport: env.transport,
+ *       storage: env.storage,
+ *       clock: env.clock,
+ *       random: env.random,
+ *       defer: (fn) => env.clock.setTimer(0, fn),
+ *     });
+ *     return { stop: () => replica.stop() };
+ *   }, { down: true });
+ * }
+ * for (const id of ids) sim.start(id);
+ * let seq = 0;
+ * sim.addNode("client", (env) => {
+ *   const client = new OracleClient(env.transport, {
+ *     replicas: ids,
+ *     clock: env.clock,
+ *     random: env.random,
+ *   });
+ *   client.open()
+ *     .then(() => client.append("/log", "hello"))
+ *     .then((result) => seq = result.seq);
+ *   return {};
+ * });
+ * await sim.runUntilAsync(() => seq > 0, { maxTime: 10_000 });
+ * assert.equal(seq, 1);
+ * ```
+ */
+export class OracleReplica {
+  readonly #id: ReplicaId;
+  readonly #replicas: ReadonlySet<ReplicaId>;
+  readonly #transport: Transport;
+  readonly #clock: Clock;
+  readonly #log: Logger;
+  readonly #defer: (fn: () => void) => void;
+  readonly #tickMs: number;
+  readonly #syncBeforeAck: boolean;
+  readonly #snapshotEvery: number;
+  readonly #maxBatch: number;
+  readonly #maxPending: number;
+  readonly #smOptions: StateMachineOptions | undefined;
+  readonly #observer: OracleReplicaObserver | undefined;
+  readonly #raft: RaftNode<EntryCommand>;
+  readonly #wal: Wal<EntryCommand>;
+  readonly #sync: SyncQueue;
+  readonly #subs: SubscriptionTable;
+  #sm: OracleStateMachine;
+  #appliedTerm = 0;
+  #lastSnapshotIndex = 0;
+  #snapshotting = false;
+
+  /** Writes waiting to be proposed in the next entry. */
+  #batch: PendingWrite[] = [];
+  /** Writes proposed or waiting, by `session:req`, until their reply. */
+  readonly #pendingWrites = new Map<string, PeerId>();
+  /** Reads waiting for their read-index round, by read id. */
+  readonly #pendingReads = new Map<number, PendingRead[]>();
+  /** Reads confirmed, waiting for the applied index to reach theirs. */
+  #readyReads: { index: number; reads: PendingRead[] }[] = [];
+  #readBatch: PendingRead[] = [];
+  #nextReadId = 1;
+  /** Leader only: when each session was last heard from, and its TTL. */
+  readonly #sessionSeen = new Map<string, { at: number; ttl: number }>();
+  readonly #expiring = new Set<string>();
+  #wasLeader = false;
+  #tickTimer: TimerId | undefined;
+  #ticks = 0;
+  #scheduled = false;
+  #stopped = false;
+  #failure: Error | undefined;
+  readonly #counters: OracleReplicaCounters = {
+    clientFrames: 0,
+    malformedFrames: 0,
+    invalidRequests: 0,
+    foreignRaftFrames: 0,
+    notLeader: 0,
+    writes: 0,
+    proposals: 0,
+    reads: 0,
+    overloaded: 0,
+    expiries: 0,
+    snapshots: 0,
+    applied: 0,
+    sendFailures: 0,
+  };
+
+  private constructor(options: OracleReplicaOptions) {
+    const replicas = [...options.replicas];
+    if (!replicas.includes(options.id)) {
+      throw new TypeError(
+        `Cannot start replica ${
+          JSON.stringify(options.id)
+        }: it is not in the replica set ${JSON.stringify(replicas)}`,
+      );
+    }
+    if (options.transport.id !== options.id) {
+      throw new TypeError(
+        `Cannot start replica ${
+          JSON.stringify(options.id)
+        }: its transport's id is ${JSON.stringify(options.transport.id)}`,
+      );
+    }
+    this.#id = options.id;
+    this.#replicas = new Set(replicas);
+    this.#transport = options.transport;
+    this.#clock = options.clock;
+    this.#log = options.logger ?? silentLogger;
+    this.#defer = options.defer ?? queueMicrotask;
+    this.#tickMs = positive("tickMs", options.tickMs ?? 10);
+    this.#syncBeforeAck = options.syncBeforeAck ?? true;
+    this.#snapshotEvery = positive(
+      "snapshotEvery",
+      options.snapshotEvery ?? 20_000,
+    );
+    this.#maxBatch = positive(
+      "maxBatchRequests",
+      options.maxBatchRequests ?? 512,
+    );
+    this.#maxPending = positive(
+      "maxPendingRequests",
+      options.maxPendingRequests ?? 100_000,
+    );
+    this.#smOptions = options.stateMachine;
+    this.#observer = options.observer;
+
+    const { wal, restored, tornTailRepaired } = Wal.open<EntryCommand>(
+      options.storage,
+      options.wal,
+    );
+    this.#wal = wal;
+    if (tornTailRepaired) {
+      this.#log.log("warn", "oracle.wal.torn_tail_repaired", { id: this.#id });
+    }
+    if (restored.snapshot !== undefined) {
+      this.#sm = OracleStateMachine.restore(
+        restored.snapshot.data,
+        this.#smOptions,
+      );
+      this.#appliedTerm = restored.snapshot.meta.term;
+      this.#lastSnapshotIndex = restored.snapshot.meta.index;
+      this.#observer?.restored?.(this.#id, restored.snapshot.meta.index);
+    } else {
+      this.#sm = new OracleStateMachine(this.#smOptions);
+    }
+    this.#raft = new RaftNode<EntryCommand>({
+      id: this.#id,
+      replicas,
+      random: options.random,
+      electionTicks: options.electionTicks,
+      heartbeatTicks: options.heartbeatTicks,
+    }, restored);
+    this.#sync = new SyncQueue(
+      (done) => this.#wal.sync(done),
+      (error) => this.#fail(error),
+    );
+    this.#subs = new SubscriptionTable({
+      events: (client, id, events) =>
+        this.#sendClient(client, { t: "ev", id, events }),
+      end: (client, id, err) =>
+        this.#sendClient(client, { t: "subend", id, err }),
+    }, { window: 4096, eventsPerFrame: 256, perClient: 1024 });
+    this.#log.log("info", "oracle.replica.start", {
+      id: this.#id,
+      replicas,
+      term: restored.hardState.term,
+      snapshot: restored.snapshot?.meta.index ?? 0,
+      entries: restored.entries.length,
+    });
+    this.#transport.setHandler({
+      onFrame: (from, payload) => this.#onFrame(from, payload),
+      onPeerDown: (peer) => this.#onPeerDown(peer),
+    });
+    this.#tickTimer = this.#clock.setTimer(this.#tickMs, this.#onTick);
+    this.#schedule();
+  }
+
+  /**
+   * Recovers a replica from its storage and starts it: it installs itself
+   * as the transport's handler and starts its timers.
+   *
+   * @param options Identity, transport, storage, clock and tuning.
+   * @returns The running replica.
+   * @throws {TypeError} if `id` is not in `replicas` or differs from the transport's id.
+   * @throws {WalCorruptionError} if the log is corrupted before its last record.
+   */
+  static open(options: OracleReplicaOptions): OracleReplica {
+    return new OracleReplica(options);
+  }
+
+  /** This replica's id. */
+  get id(): ReplicaId {
+    return this.#id;
+  }
+
+  /** `true` while this replica believes it leads. */
+  get isLeader(): boolean {
+    return this.#raft.role === "leader";
+  }
+
+  /** The leader this replica knows of, if any. */
+  get leader(): ReplicaId | undefined {
+    return this.#raft.leader;
+  }
+
+  /** The index of the last applied entry. */
+  get appliedIndex(): number {
+    return this.#sm.appliedIndex;
+  }
+
+  /** A fingerprint of the applied state (equal on replicas at the same index). */
+  digest(): string {
+    return this.#sm.digest();
+  }
+
+  /** A JSON view of this replica. */
+  status(): OracleReplicaStatus {
+    return {
+      id: this.#id,
+      role: this.#raft.role,
+      term: this.#raft.term,
+      leader: this.#raft.leader ?? null,
+      commitIndex: this.#raft.commitIndex,
+      appliedIndex: this.#sm.appliedIndex,
+      lastIndex: this.#raft.lastIndex,
+      sessions: this.#sm.sessions().length,
+      subscriptions: this.#subs.size,
+      pendingRequests: this.#pendingWrites.size + this.#batch.length,
+      syncs: this.#sync.syncs,
+      stopped: this.#stopped,
+      failure: this.#failure?.message ?? null,
+      counters: { ...this.#counters },
+    };
+  }
+
+  /**
+   * Stops the replica: timers stop and frames are ignored. What was synced
+   * stays; the caller closes the transport and storage.
+   */
+  stop(): void {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    if (this.#tickTimer !== undefined) this.#clock.clearTimer(this.#tickTimer);
+    this.#tickTimer = undefined;
+    this.#log.log("info", "oracle.replica.stop", { id: this.#id });
+  }
+
+  // ---- inputs -------------------------------------------------------------
+
+  readonly #onTick = (): void => {
+    if (this.#stopped) return;
+    this.#tickTimer = this.#clock.setTimer(this.#tickMs, this.#onTick);
+    this.#raft.tick();
+    this.#ticks++;
+    if (this.#ticks % 10 === 0) this.#checkSessions();
+    this.#process();
+  };
+
+  #onPeerDown(peer: PeerId): void {
+    if (this.#stopped) return;
+    if (this.#replicas.has(peer)) {
+      this.#raft.peerDown(peer);
+      this.#schedule();
+    } else {
+      this.#subs.dropClient(peer);
+    }
+  }
+
+  #onFrame(from: PeerId, payload: Uint8Array): void {
+    if (this.#stopped) return;
+    let frame: unknown;
+    try {
+      frame = JSON.parse(decoder.decode(payload));
+    } catch {
+      this.#counters.malformedFrames++;
+      return;
+    }
+    if (
+      typeof frame !== "object" || frame === null || Array.isArray(frame)
+    ) {
+      this.#counters.malformedFrames++;
+      return;
+    }
+    const t = (frame as { t?: unknown }).t;
+    if (t === "raft") {
+      if (!this.#replicas.has(from) || from === this.#id) {
+        this.#counters.foreignRaftFrames++;
+        return;
+      }
+      const m = (frame as { m?: unknown }).m;
+      if (typeof m !== "object" || m === null) {
+        this.#counters.malformedFrames++;
+        return;
+      }
+      this.#raft.step(from, m as RaftMessage<EntryCommand>);
+      this.#schedule();
+      return;
+    }
+    this.#counters.clientFrames++;
+    const parsed = parseClientFrame(frame);
+    if ("error" in parsed) {
+      this.#counters.invalidRequests++;
+      const r = (frame as { r?: unknown }).r;
+      if (t === "req" && Number.isSafeInteger(r)) {
+        this.#sendClient(from, { t: "res", r: r as number, err: parsed.error });
+      }
+      const id = (frame as { id?: unknown }).id;
+      if (t === "sub" && Number.isSafeInteger(id)) {
+        this.#sendClient(from, {
+          t: "subend",
+          id: id as number,
+          err: parsed.error,
+        });
+      }
+      return;
+    }
+    this.#onClientFrame(from, parsed.frame);
+  }
+
+  #onClientFrame(from: PeerId, frame: ClientFrame): void {
+    switch (frame.t) {
+      case "req":
+        this.#onRequest(from, frame);
+        return;
+      case "sub":
+        if (!this.isLeader) {
+          this.#counters.notLeader++;
+          this.#sendClient(from, {
+            t: "subend",
+            id: frame.id,
+            err: this.#notLeader(),
+          });
+          return;
+        }
+        this.#subs.subscribe(
+          this.#sm,
+          from,
+          frame.id,
+          frame.path,
+          frame.prefix,
+          frame.from,
+        );
+        return;
+      case "unsub":
+        this.#subs.unsubscribe(from, frame.id);
+        return;
+      case "suback":
+        this.#subs.ack(this.#sm, from, frame.id, frame.upTo);
+        return;
+    }
+  }
+
+  #onRequest(from: PeerId, frame: RequestFrame): void {
+    const reply = (result: { ok: Json } | { error: OracleErrorResult }) =>
+      this.#sendClient(
+        from,
+        "ok" in result
+          ? { t: "res", r: frame.r, ok: result.ok }
+          : { t: "res", r: frame.r, err: result.error },
+      );
+    if (!this.isLeader) {
+      this.#counters.notLeader++;
+      reply({ error: this.#notLeader() });
+      return;
+    }
+    const op = frame.op;
+    if (op.op === "keepalive") {
+      const seen = this.#sessionSeen.get(frame.s);
+      if (seen === undefined || !this.#sm.hasSession(frame.s)) {
+        reply({
+          error: {
+            code: "session_expired",
+            message: `Session ${
+              JSON.stringify(frame.s)
+            } does not exist or has expired`,
+          },
+        });
+        return;
+      }
+      seen.at = this.#clock.now();
+      reply({ ok: null });
+      return;
+    }
+    this.#touch(frame.s);
+    if (this.#pendingWrites.size + this.#readBatch.length >= this.#maxPending) {
+      this.#counters.overloaded++;
+      reply({
+        error: {
+          code: "overloaded",
+          message:
+            `Replica ${this.#id} has ${this.#maxPending} requests pending: retry later`,
+        },
+      });
+      return;
+    }
+    if (op.op === "read" || op.op === "get_lock" || op.op === "get_view") {
+      this.#readBatch.push({ client: from, r: frame.r, session: frame.s, op });
+      this.#schedule();
+      return;
+    }
+    const key = requestKey(frame.s, frame.r);
+    this.#pendingWrites.set(key, from);
+    this.#batch.push({
+      client: from,
+      request: { session: frame.s, req: frame.r, acked: frame.a, op },
+    });
+    this.#counters.writes++;
+    this.#schedule();
+  }
+
+  #touch(session: string): void {
+    const seen = this.#sessionSeen.get(session);
+    if (seen !== undefined) seen.at = this.#clock.now();
+  }
+
+  // ---- the processing loop ------------------------------------------------
+
+  #schedule(): void {
+    if (this.#scheduled || this.#stopped) return;
+    this.#scheduled = true;
+    this.#defer(() => {
+      this.#scheduled = false;
+      this.#process();
+    });
+  }
+
+  #process(): void {
+    if (this.#stopped) return;
+    this.#proposeBatch();
+    this.#requestReads();
+    for (let rounds = 0; rounds < 64 && this.#raft.hasReady(); rounds++) {
+      this.#handleReady(this.#raft.ready());
+      this.#proposeBatch();
+      this.#requestReads();
+    }
+    if (this.#raft.hasReady()) this.#schedule();
+    this.#leadershipChanges();
+  }
+
+  #proposeBatch(): void {
+    if (this.#batch.length === 0) return;
+    if (!this.isLeader) {
+      const batch = this.#batch;
+      this.#batch = [];
+      for (const w of batch) {
+        this.#pendingWrites.delete(
+          requestKey(w.request.session, w.request.req),
+        );
+        this.#counters.notLeader++;
+        this.#sendClient(w.client, {
+          t: "res",
+          r: w.request.req,
+          err: this.#notLeader(),
+        });
+      }
+      return;
+    }
+    while (this.#batch.length > 0) {
+      const part = this.#batch.splice(0, this.#maxBatch);
+      this.#raft.propose({ batch: part.map((w) => w.request) });
+      this.#counters.proposals++;
+    }
+  }
+
+  #requestReads(): void {
+    if (this.#readBatch.length === 0) return;
+    const reads = this.#readBatch;
+    this.#readBatch = [];
+    const id = this.#nextReadId++;
+    if (!this.#raft.requestRead(id)) {
+      for (const read of reads) this.#failRead(read);
+      return;
+    }
+    this.#pendingReads.set(id, reads);
+  }
+
+  #handleReady(ready: RaftReady<EntryCommand>): void {
+    if (ready.snapshot !== undefined) {
+      // A snapshot from the leader replaces the whole log; entries kept
+      // after it come again in `ready.entries`.
+      this.#wal.installSnapshot(ready.snapshot, { discardEntriesAfter: true });
+      this.#sm = OracleStateMachine.restore(
+        ready.snapshot.data,
+        this.#smOptions,
+      );
+      this.#appliedTerm = ready.snapshot.meta.term;
+      this.#lastSnapshotIndex = ready.snapshot.meta.index;
+      this.#observer?.restored?.(this.#id, ready.snapshot.meta.index);
+      this.#resetLeaderState();
+    }
+    const wrote = ready.hardState !== undefined || ready.entries.length > 0 ||
+      ready.snapshot !== undefined;
+    if (ready.hardState !== undefined || ready.entries.length > 0) {
+      this.#wal.write(ready.hardState, ready.entries);
+    }
+    for (const out of ready.messages) this.#sendRaft(out.to, out.message);
+    const last = ready.entries.at(-1) ?? ready.snapshot?.meta;
+    const release = () => {
+      for (const out of ready.messagesAfterPersist) {
+        this.#sendRaft(out.to, out.message);
+      }
+      if (last !== undefined) this.#raft.persisted(last.index, last.term);
+      this.#schedule();
+    };
+    if (wrote && this.#syncBeforeAck) {
+      this.#sync.add(release);
+    } else if (this.#sync.busy) {
+      // Keep messages in order behind earlier writes still syncing.
+      this.#sync.add(release);
+    } else {
+      release();
+    }
+    for (const entry of ready.committed) this.#apply(entry);
+    for (const read of ready.reads) {
+      const reads = this.#pendingReads.get(read.id);
+      if (reads === undefined) continue;
+      this.#pendingReads.delete(read.id);
+      this.#readyReads.push({ index: read.index, reads });
+    }
+    for (const id of ready.failedReads) {
+      const reads = this.#pendingReads.get(id);
+      this.#pendingReads.delete(id);
+      for (const read of reads ?? []) this.#failRead(read);
+    }
+    this.#serveReads();
+    this.#maybeSnapshot();
+  }
+
+  #apply(entry: LogEntry<EntryCommand>): void {
+    if (entry.index <= this.#sm.appliedIndex) return;
+    this.#appliedTerm = entry.term;
+    this.#counters.applied++;
+    this.#observer?.applied?.(this.#id, entry);
+    if (entry.command === null) {
+      this.#sm.apply(entry.index, { batch: [] });
+      return;
+    }
+    const outputs = this.#sm.apply(entry.index, entry.command);
+    const leader = this.isLeader;
+    if (leader && "batch" in entry.command) {
+      for (const request of entry.command.batch) {
+        if (request.op.op === "open_session") {
+          this.#sessionSeen.set(request.session, {
+            at: this.#clock.now(),
+            ttl: request.op.ttlMs,
+          });
+        }
+      }
+    }
+    for (const output of outputs) {
+      switch (output.kind) {
+        case "reply": {
+          const key = requestKey(output.session, output.req);
+          const client = this.#pendingWrites.get(key);
+          if (client === undefined) break;
+          this.#pendingWrites.delete(key);
+          this.#sendClient(
+            client,
+            "ok" in output.result
+              ? { t: "res", r: output.req, ok: output.result.ok }
+              : { t: "res", r: output.req, err: output.result.error },
+          );
+          break;
+        }
+        case "event":
+          if (leader) this.#subs.offer(output.event);
+          break;
+        case "expired":
+          this.#sessionSeen.delete(output.session);
+          this.#expiring.delete(output.session);
+          break;
+      }
+    }
+    if (leader) this.#subs.flush(this.#sm);
+  }
+
+  #serveReads(): void {
+    if (this.#readyReads.length === 0) return;
+    const applied = this.#sm.appliedIndex;
+    const later: { index: number; reads: PendingRead[] }[] = [];
+    for (const batch of this.#readyReads) {
+      if (batch.index > applied) {
+        later.push(batch);
+        continue;
+      }
+      for (const read of batch.reads) {
+        this.#counters.reads++;
+        const result = this.#sm.read(read.session, read.op);
+        this.#sendClient(
+          read.client,
+          "ok" in result
+            ? { t: "res", r: read.r, ok: result.ok }
+            : { t: "res", r: read.r, err: result.error },
+        );
+      }
+    }
+    this.#readyReads = later;
+  }
+
+  #failRead(read: PendingRead): void {
+    this.#counters.notLeader++;
+    this.#sendClient(read.client, {
+      t: "res",
+      r: read.r,
+      err: this.#notLeader(),
+    });
+  }
+
+  #maybeSnapshot(): void {
+    const applied = this.#sm.appliedIndex;
+    if (
+      this.#snapshotting ||
+      applied - this.#lastSnapshotIndex < this.#snapshotEvery
+    ) return;
+    const snapshot = {
+      meta: { index: applied, term: this.#appliedTerm },
+      data: this.#sm.snapshot(),
+    };
+    this.#snapshotting = true;
+    this.#counters.snapshots++;
+    this.#wal.installSnapshot(snapshot);
+    this.#raft.compact(snapshot);
+    this.#lastSnapshotIndex = applied;
+    this.#sync.add(() => {
+      this.#snapshotting = false;
+      this.#wal.compact(snapshot.meta.index);
+    });
+    this.#log.log("info", "oracle.snapshot", {
+      id: this.#id,
+      index: applied,
+      bytes: snapshot.data.length,
+    });
+  }
+
+  /** Follows role changes: a new leader starts session timers; a former one ends subscriptions. */
+  #leadershipChanges(): void {
+    const leader = this.isLeader;
+    if (leader === this.#wasLeader) return;
+    this.#wasLeader = leader;
+    this.#log.log(
+      "info",
+      leader ? "oracle.leader.elected" : "oracle.leader.lost",
+      {
+        id: this.#id,
+        term: this.#raft.term,
+      },
+    );
+    if (leader) {
+      const now = this.#clock.now();
+      for (const { session, ttlMs } of this.#sm.sessions()) {
+        this.#sessionSeen.set(session, { at: now, ttl: ttlMs });
+      }
+    } else {
+      this.#resetLeaderState();
+    }
+  }
+
+  #resetLeaderState(): void {
+    this.#sessionSeen.clear();
+    this.#expiring.clear();
+    this.#subs.endAll(this.#notLeader());
+    const error = this.#notLeader();
+    for (const [key, client] of this.#pendingWrites) {
+      const r = Number(key.slice(key.lastIndexOf("\u0000") + 1));
+      this.#counters.notLeader++;
+      this.#sendClient(client, { t: "res", r, err: error });
+    }
+    this.#pendingWrites.clear();
+    for (const batch of this.#readyReads) {
+      for (const read of batch.reads) this.#failRead(read);
+    }
+    this.#readyReads = [];
+  }
+
+  #checkSessions(): void {
+    if (!this.isLeader || this.#sessionSeen.size === 0) return;
+    const now = this.#clock.now();
+    const expired: string[] = [];
+    for (const [session, seen] of this.#sessionSeen) {
+      if (now - seen.at > seen.ttl && !this.#expiring.has(session)) {
+        expired.push(session);
+        if (expired.length >= 1024) break;
+      }
+    }
+    if (expired.length === 0) return;
+    if (this.#raft.propose({ expire: expired }) === undefined) return;
+    for (const session of expired) this.#expiring.add(session);
+    this.#counters.expiries += expired.length;
+    this.#counters.proposals++;
+    this.#log.log("info", "oracle.session.expire", {
+      id: this.#id,
+      sessions: expired.length,
+    });
+  }
+
+  // ---- outputs ------------------------------------------------------------
+
+  #notLeader(): OracleErrorResult {
+    const leader = this.#raft.leader;
+    return leader !== undefined && leader !== this.#id
+      ? {
+        code: "not_leader",
+        message: `Replica ${this.#id} is not the leader; ${leader} is`,
+        leader,
+      }
+      : {
+        code: "not_leader",
+        message: `Replica ${this.#id} is not the leader and knows none yet`,
+      };
+  }
+
+  #sendRaft(to: ReplicaId, message: RaftMessage<EntryCommand>): void {
+    this.#send(to, encoder.encode(JSON.stringify({ t: "raft", m: message })));
+  }
+
+  #sendClient(to: PeerId, frame: ReplicaToClientFrame): void {
+    this.#send(to, encoder.encode(JSON.stringify(frame)));
+  }
+
+  #send(to: PeerId, payload: Uint8Array): void {
+    try {
+      if (!this.#transport.send(to, payload)) this.#counters.sendFailures++;
+    } catch (error) {
+      this.#counters.sendFailures++;
+      this.#log.log("debug", "oracle.send_failed", {
+        id: this.#id,
+        to,
+        error: String(error),
+      });
+    }
+  }
+
+  #fail(error: Error): void {
+    this.#failure = error;
+    this.#log.log("error", "oracle.storage_failed", {
+      id: this.#id,
+      error: error.message,
+    });
+    this.stop();
+  }
+}
+
+function requestKey(session: string, req: number): string {
+  return `${session}\u0000${req}`;
+}
+
+function positive(name: string, value: number): number {
+  if (!Number.isSafeInteger(value) || value < 1) {
+    throw new RangeError(`Invalid ${name} ${value}: use a positive integer`);
+  }
+  return value;
+}
