@@ -1,0 +1,321 @@
+/**
+ * The `oracle` command of `cli.ts`: runs one Oracle replica in this
+ * process until SIGTERM or SIGINT.
+ *
+ * ```sh
+ * deno task oracle --id 1 --listen 127.0.0.1:7101 \
+ *   --peers 1=127.0.0.1:7101,2=127.0.0.1:7102,3=127.0.0.1:7103 --data /var/lib/cohort/1
+ * ```
+ *
+ * Logs are JSON lines on stderr. The first signal stops the replica
+ * cleanly (exit 0); a second one exits at once (128 + the signal number).
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { JsonLogger, type LogLevel } from "../runtime/log.ts";
+import { OracleServer } from "./server.ts";
+
+/** The usage text of `cli.ts oracle --help`. */
+export const ORACLE_USAGE: string =
+  `usage: cohort oracle --id ID --peers ID=HOST:PORT,... --data DIR [options]
+
+Runs one replica of an Oracle group until SIGTERM or SIGINT.
+
+options:
+  --id ID               this replica's id; one of the ids in --peers
+  --peers LIST          every replica of the group, this one included:
+                        1=127.0.0.1:7101,2=127.0.0.1:7102,3=127.0.0.1:7103
+  --data DIR            directory of this replica's log and snapshots
+                        (created if missing)
+  --listen HOST:PORT    where to listen (default: this id's address in --peers)
+  --secret-file FILE    file holding the cluster secret (a trailing newline
+                        is ignored); replicas and clients must share it
+  --log-level LEVEL     debug, info, warn or error (default info)
+  --no-sync             acknowledge writes before they are synced to disk
+                        (faster; a power loss of a majority can lose
+                        acknowledged writes)
+  -h, --help            print this help
+
+Logs are JSON lines on stderr. The first SIGTERM or SIGINT stops the
+replica cleanly (exit 0); a second one exits at once.`;
+
+/** A replica's configuration, as the command line gives it. */
+export interface OracleCliConfig {
+  /** This replica's id. */
+  id: string;
+  /** Where to listen, `"host:port"`. */
+  listen: string;
+  /** Every replica by id, this one included. */
+  peers: Record<string, string>;
+  /** The data directory. */
+  dataDir: string;
+  /** Path of the file holding the cluster secret. */
+  secretFile: string | undefined;
+  /** Lowest level logged. */
+  logLevel: LogLevel;
+  /** Whether writes are synced before they are acknowledged. */
+  sync: boolean;
+}
+
+const LEVELS: readonly LogLevel[] = ["debug", "info", "warn", "error"];
+/** How long a clean stop may take before the process gives up on it. */
+const STOP_TIMEOUT_MS = 10_000;
+/** How often the replica is checked for a fatal (storage) failure. */
+const FAILURE_CHECK_MS = 500;
+const SIGNAL_NUMBERS: Record<string, number> = { SIGINT: 2, SIGTERM: 15 };
+
+/**
+ * Parses the arguments of the `oracle` command.
+ *
+ * @example A replica of a group of three
+ * ```ts
+ * import { parseOracleArgs } from "./_cli_oracle.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const config = parseOracleArgs([
+ *   "--id", "2",
+ *   "--peers", "1=127.0.0.1:7101,2=127.0.0.1:7102,3=127.0.0.1:7103",
+ *   "--data", "/tmp/oracle-2",
+ * ]);
+ * assert.ok(config !== "help");
+ * assert.equal(config.listen, "127.0.0.1:7102");
+ * ```
+ *
+ * @param args The command's arguments (after `oracle`).
+ * @returns The configuration, or `"help"` if help was asked for.
+ * @throws {TypeError} if a flag is unknown, missing or invalid; the message
+ * names the flag and the value.
+ */
+export function parseOracleArgs(args: string[]): OracleCliConfig | "help" {
+  const { values, positionals } = parseArgs({
+    args,
+    strict: true,
+    allowPositionals: true,
+    options: {
+      id: { type: "string" },
+      listen: { type: "string" },
+      peers: { type: "string" },
+      data: { type: "string" },
+      "secret-file": { type: "string" },
+      "log-level": { type: "string", default: "info" },
+      "no-sync": { type: "boolean", default: false },
+      help: { type: "boolean", short: "h", default: false },
+    },
+  });
+  if (values.help) return "help";
+  if (positionals.length > 0) {
+    throw new TypeError(
+      `Unexpected argument ${JSON.stringify(positionals[0])}`,
+    );
+  }
+  const id = values.id;
+  if (id === undefined || id === "") {
+    throw new TypeError("Missing --id: this replica's id, one of --peers");
+  }
+  if (values.peers === undefined || values.peers === "") {
+    throw new TypeError(
+      "Missing --peers: every replica as ID=HOST:PORT, comma-separated",
+    );
+  }
+  const peers = parsePeers(values.peers);
+  if (!Object.hasOwn(peers, id)) {
+    throw new TypeError(
+      `Invalid --id ${JSON.stringify(id)}: not among the --peers ids ${
+        Object.keys(peers).join(",")
+      }`,
+    );
+  }
+  const listen = values.listen ?? peers[id];
+  checkAddress("--listen", listen, 0);
+  const dataDir = values.data;
+  if (dataDir === undefined || dataDir === "") {
+    throw new TypeError("Missing --data: the replica's data directory");
+  }
+  const logLevel = values["log-level"] as LogLevel;
+  if (!LEVELS.includes(logLevel)) {
+    throw new TypeError(
+      `Invalid --log-level ${JSON.stringify(logLevel)}: use ${
+        LEVELS.join(", ")
+      }`,
+    );
+  }
+  const secretFile = values["secret-file"];
+  if (secretFile === "") {
+    throw new TypeError("Invalid --secret-file: the path is empty");
+  }
+  return {
+    id,
+    listen,
+    peers,
+    dataDir,
+    secretFile,
+    logLevel,
+    sync: !values["no-sync"],
+  };
+}
+
+function parsePeers(text: string): Record<string, string> {
+  const peers: Record<string, string> = {};
+  for (const item of text.split(",")) {
+    const eq = item.indexOf("=");
+    const id = eq > 0 ? item.slice(0, eq).trim() : "";
+    const address = eq > 0 ? item.slice(eq + 1).trim() : "";
+    if (id === "" || address === "") {
+      throw new TypeError(
+        `Invalid --peers entry ${
+          JSON.stringify(item)
+        }: use ID=HOST:PORT, for example 1=127.0.0.1:7101`,
+      );
+    }
+    if (Object.hasOwn(peers, id)) {
+      throw new TypeError(`Invalid --peers: id ${JSON.stringify(id)} twice`);
+    }
+    checkAddress(`--peers address of ${JSON.stringify(id)}`, address, 1);
+    peers[id] = address;
+  }
+  return peers;
+}
+
+function checkAddress(what: string, address: string, minPort: number): void {
+  const colon = address.lastIndexOf(":");
+  let host = colon > 0 ? address.slice(0, colon) : "";
+  if (host.startsWith("[") && host.endsWith("]")) host = host.slice(1, -1);
+  const portText = colon > 0 ? address.slice(colon + 1) : "";
+  const port = /^[0-9]{1,5}$/.test(portText) ? Number(portText) : NaN;
+  if (host === "" || /\s/.test(host) || !(port >= minPort && port <= 65535)) {
+    throw new TypeError(
+      `Invalid ${what} ${
+        JSON.stringify(address)
+      }: use HOST:PORT with a port from ${minPort} to 65535`,
+    );
+  }
+}
+
+async function readSecret(path: string): Promise<Uint8Array> {
+  let bytes = await Deno.readFile(path);
+  let end = bytes.length;
+  if (end > 0 && bytes[end - 1] === 0x0a) end--;
+  if (end > 0 && bytes[end - 1] === 0x0d) end--;
+  bytes = bytes.subarray(0, end);
+  if (bytes.length === 0) {
+    throw new TypeError(`Invalid --secret-file ${path}: the file is empty`);
+  }
+  return bytes;
+}
+
+/**
+ * Runs the `oracle` command: starts the replica, logs `oracle.listening`,
+ * and stops it cleanly on the first SIGTERM or SIGINT.
+ *
+ * @param args The command's arguments (after `oracle`).
+ * @returns The exit code: 0 after a clean stop or `--help`, 1 if the
+ * replica could not start or failed, 2 on a usage error.
+ */
+export async function main(args: string[]): Promise<number> {
+  let config: OracleCliConfig | "help";
+  try {
+    config = parseOracleArgs(args);
+  } catch (error) {
+    console.error(`cohort oracle: ${(error as Error).message}`);
+    console.error('Run "cohort oracle --help" for usage.');
+    return 2;
+  }
+  if (config === "help") {
+    console.log(ORACLE_USAGE);
+    return 0;
+  }
+  const logger = new JsonLogger({
+    level: config.logLevel,
+    base: { replica: config.id },
+  });
+  let server: OracleServer;
+  try {
+    const secret = config.secretFile === undefined
+      ? undefined
+      : await readSecret(config.secretFile);
+    server = await OracleServer.start({
+      id: config.id,
+      listen: config.listen,
+      peers: config.peers,
+      dataDir: config.dataDir,
+      secret,
+      logger,
+      tuning: { syncBeforeAck: config.sync },
+    });
+  } catch (error) {
+    logger.log("error", "oracle.start_failed", {
+      error: (error as Error).message,
+    });
+    return 1;
+  }
+  logger.log("info", "oracle.listening", {
+    id: config.id,
+    address: server.address,
+    peers: config.peers,
+    dataDir: config.dataDir,
+    sync: config.sync,
+  });
+  return await runUntilStopped(server, logger);
+}
+
+async function runUntilStopped(
+  server: OracleServer,
+  logger: JsonLogger,
+): Promise<number> {
+  const done = Promise.withResolvers<
+    { signal: string } | { failure: string }
+  >();
+  let stopping = false;
+  const signals: Deno.Signal[] = Deno.build.os === "windows"
+    ? ["SIGINT"]
+    : ["SIGTERM", "SIGINT"];
+  const listeners = signals.map((signal) => {
+    const listener = () => {
+      if (stopping) {
+        logger.log("warn", "oracle.exit_now", { signal });
+        Deno.exit(128 + (SIGNAL_NUMBERS[signal] ?? 0));
+      }
+      stopping = true;
+      done.resolve({ signal });
+    };
+    Deno.addSignalListener(signal, listener);
+    return { signal, listener };
+  });
+  const check = setInterval(() => {
+    const failure = server.status().failure;
+    if (failure !== null && !stopping) {
+      stopping = true;
+      done.resolve({ failure });
+    }
+  }, FAILURE_CHECK_MS);
+  const reason = await done.promise;
+  clearInterval(check);
+  logger.log(
+    "failure" in reason ? "error" : "info",
+    "oracle.stopping",
+    reason,
+  );
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const clean = await Promise.race([
+    server.stop().then(() => true, (error) => {
+      logger.log("error", "oracle.stop_failed", {
+        error: (error as Error).message,
+      });
+      return false;
+    }),
+    new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => {
+        logger.log("error", "oracle.stop_timeout", { ms: STOP_TIMEOUT_MS });
+        resolve(false);
+      }, STOP_TIMEOUT_MS);
+    }),
+  ]);
+  clearTimeout(timer);
+  for (const { signal, listener } of listeners) {
+    Deno.removeSignalListener(signal, listener);
+  }
+  logger.log("info", "oracle.stopped", { clean });
+  return clean && "signal" in reason ? 0 : 1;
+}
