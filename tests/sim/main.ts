@@ -11,11 +11,13 @@
  */
 
 import { runScenarioCli, type Scenario } from "../../sim/mod.ts";
+import { oracleScenarios } from "./scenarios/oracle.ts";
 import { transportScenarios } from "./scenarios/transport.ts";
 
 /** Every scenario the command knows, one family per file in `scenarios/`. */
 export const scenarios: Scenario[] = [
   ...transportScenarios,
+  ...oracleScenarios,
 ];
 
 if (import.meta.main) {

@@ -52,7 +52,7 @@ Deno.test("transport scenario: a seed replays to the same hash; seeds differ", a
   assert.equal(hashes.size, 6);
 });
 
-Deno.test("transport scenario: the command registers the transport family", async () => {
+Deno.test("transport scenario: the command registers the transport family", () => {
   assert.ok(scenarios.includes(transport));
 });
 

@@ -1,0 +1,249 @@
+/**
+ * The client side of the `oracle` scenario: a simulated node that opens a
+ * session and runs a random stream of appends, lock cycles, try-locks and
+ * reads, with a path subscription and a prefix subscription open, and
+ * reports every call, return and delivered event to the recorder.
+ *
+ * @module
+ */
+
+import type { SimNodeEnv } from "../../../sim/mod.ts";
+import type { ChannelEvent } from "../../../oracle/commands.ts";
+import { OracleClient, OracleError } from "../../../oracle/client.ts";
+
+/** Channels the workload appends to (all under the `/ch` prefix). */
+export const CHANNELS: readonly string[] = ["/ch/a", "/ch/b", "/ch/c"];
+/** Lock paths the workload contends on. */
+export const LOCKS: readonly string[] = ["/lk/x", "/lk/y"];
+
+/** One recorded operation (the linearizability history). */
+export interface Recorded {
+  readonly id: number;
+  readonly session: string;
+  readonly kind: "append" | "lock" | "trylock" | "unlock" | "read" | "expire";
+  readonly path: string;
+  /** append: the data; unlock: the token; read: from. */
+  readonly arg: unknown;
+  readonly call: number;
+  ret: number;
+  /** The result, `undefined` while pending or if it failed in an unknown way. */
+  output: unknown;
+  /** The error code when the operation failed with a definite error. */
+  error: string | undefined;
+}
+
+/** What the worker tells the checker. */
+export interface WorkerRecorder {
+  call(
+    session: string,
+    kind: Recorded["kind"],
+    path: string,
+    arg: unknown,
+  ): Recorded;
+  ret(op: Recorded, output: unknown, error?: string): void;
+  delivered(
+    session: string,
+    subscription: string,
+    events: readonly ChannelEvent[],
+  ): void;
+  subscriptionError(session: string, subscription: string, code: string): void;
+  sessionExpired(session: string): void;
+  /** Something the workload cannot go on from (a liveness or protocol failure). */
+  fatal(session: string, text: string): void;
+}
+
+/** Settings of every worker in one run. */
+export interface WorkerPlan {
+  readonly replicas: readonly string[];
+  readonly sessionTtlMs: number;
+  readonly thinkMs: number;
+  readonly holdMs: number;
+  /** The time after which workers start no new operation. */
+  readonly stopAt: number;
+}
+
+/** One incarnation of a client node. */
+export class OracleWorker {
+  readonly #env: SimNodeEnv;
+  readonly #plan: WorkerPlan;
+  readonly #recorder: WorkerRecorder;
+  #client: OracleClient;
+  #generation = 0;
+  #counter = 0;
+  #idle = true;
+
+  constructor(env: SimNodeEnv, plan: WorkerPlan, recorder: WorkerRecorder) {
+    this.#env = env;
+    this.#plan = plan;
+    this.#recorder = recorder;
+    this.#client = this.#newClient();
+  }
+
+  /** `true` when the worker has no operation in flight. */
+  get idle(): boolean {
+    return this.#idle;
+  }
+
+  /** The client's status, for failure reports. */
+  status(): string {
+    return JSON.stringify({
+      ...this.#client.status(),
+      stats: this.#client.stats(),
+    });
+  }
+
+  /** The current session id. */
+  get session(): string {
+    return this.#client.session;
+  }
+
+  #newClient(): OracleClient {
+    this.#generation++;
+    const client = new OracleClient(this.#env.transport, {
+      replicas: this.#plan.replicas,
+      clock: this.#env.clock,
+      random: this.#env.random,
+      sessionTtlMs: this.#plan.sessionTtlMs,
+      requestTimeoutMs: 100,
+      deadlineMs: 120_000,
+      id: `${this.#env.id}-${this.#env.incarnation}-${this.#generation}`,
+    });
+    const generation = this.#generation;
+    client.onSessionExpired(() => {
+      if (generation !== this.#generation) return;
+      this.#recorder.sessionExpired(client.session);
+    });
+    this.#idle = false;
+    client.open().then(
+      () => {
+        this.#subscribe(client);
+        this.#next(client);
+      },
+      (error) => this.#failed(client, error),
+    );
+    return client;
+  }
+
+  #subscribe(client: OracleClient): void {
+    const path = CHANNELS[this.#env.random.int(CHANNELS.length)];
+    const session = client.session;
+    for (const [name, prefix] of [[path, false], ["/ch", true]] as const) {
+      const label = `${prefix ? "prefix:" : ""}${name}`;
+      client.subscribe(name, {
+        from: 1,
+        prefix,
+        onError: (error) =>
+          this.#recorder.subscriptionError(session, label, error.code),
+      }, (events) => this.#recorder.delivered(session, label, events));
+    }
+  }
+
+  #failed(client: OracleClient, error: unknown): void {
+    if (client !== this.#client) return;
+    if (error instanceof OracleError && error.code === "session_expired") {
+      // The Oracle ended this session: go on under a new identity.
+      void client.close();
+      this.#client = this.#newClient();
+      return;
+    }
+    this.#idle = true;
+    this.#recorder.fatal(
+      client.session,
+      error instanceof Error
+        ? `${error.name}: ${error.message}`
+        : String(error),
+    );
+  }
+
+  #next(client: OracleClient): void {
+    if (client !== this.#client) return;
+    const clock = this.#env.clock;
+    if (clock.now() >= this.#plan.stopAt) {
+      this.#idle = true;
+      return;
+    }
+    this.#idle = false;
+    const think = this.#env.random.int(this.#plan.thinkMs + 1);
+    clock.setTimer(think, () => {
+      this.#run(client).then(
+        () => this.#next(client),
+        (error) => this.#failed(client, error),
+      );
+    });
+  }
+
+  async #run(client: OracleClient): Promise<void> {
+    const random = this.#env.random;
+    const session = client.session;
+    const pick = random.int(100);
+    if (pick < 50) {
+      const path = CHANNELS[random.int(CHANNELS.length)];
+      const data = `${session}#${++this.#counter}`;
+      const op = this.#recorder.call(session, "append", path, data);
+      const result = await this.#attempt(op, () => client.append(path, data));
+      if (result !== undefined) this.#recorder.ret(op, result);
+    } else if (pick < 75) {
+      const path = LOCKS[random.int(LOCKS.length)];
+      const op = this.#recorder.call(session, "lock", path, undefined);
+      const grant = await this.#attempt(op, () => client.lock(path));
+      if (grant === undefined) return;
+      this.#recorder.ret(op, grant);
+      await this.#sleep(random.int(this.#plan.holdMs + 1));
+      await this.#unlock(client, path, grant.token);
+    } else if (pick < 85) {
+      const path = LOCKS[random.int(LOCKS.length)];
+      const op = this.#recorder.call(session, "trylock", path, undefined);
+      const token = await this.#attempt(op, () => client.tryLock(path));
+      if (token === undefined && op.error !== undefined) return;
+      this.#recorder.ret(op, { token: token ?? 0 });
+      if (token !== undefined) await this.#unlock(client, path, token);
+    } else {
+      const path = CHANNELS[random.int(CHANNELS.length)];
+      const op = this.#recorder.call(session, "read", path, 1);
+      const result = await this.#attempt(op, () => client.read(path, 1, 1000));
+      if (result !== undefined) this.#recorder.ret(op, result);
+    }
+  }
+
+  async #unlock(
+    client: OracleClient,
+    path: string,
+    token: number,
+  ): Promise<void> {
+    const op = this.#recorder.call(client.session, "unlock", path, token);
+    const done = await this.#attempt(op, async () => {
+      await client.unlock(path, token);
+      return true;
+    });
+    if (done !== undefined) this.#recorder.ret(op, null);
+  }
+
+  /**
+   * Runs one client call. A definite Oracle error is recorded as such; a
+   * session expiry leaves the operation's outcome unknown and is rethrown
+   * so the worker starts over with a new session.
+   */
+  async #attempt<T>(
+    op: Recorded,
+    call: () => Promise<T>,
+  ): Promise<T | undefined> {
+    try {
+      return await call();
+    } catch (caught) {
+      const error = caught as unknown;
+      if (!(error instanceof OracleError)) throw error;
+      if (
+        error.code === "session_expired" || error.code === "timeout" ||
+        error.code === "closed"
+      ) {
+        throw error;
+      }
+      this.#recorder.ret(op, undefined, error.code);
+      return undefined;
+    }
+  }
+
+  #sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => this.#env.clock.setTimer(ms, resolve));
+  }
+}
