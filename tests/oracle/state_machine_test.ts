@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { prng } from "../transport/_helpers.ts";
 import {
   type ApplyOutput,
   OracleStateMachine,
@@ -892,18 +893,6 @@ Deno.test("closing a session has the same effects as its expiry", () => {
   assert.deepEqual(closed, expired);
   assert.deepEqual(expired.lock, { ok: { holder: "b", token: 2, waiters: 0 } });
 });
-
-/** A small seeded PRNG (mulberry32) for the random command stream. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /**
  * A seeded stream of entries mixing every operation, retries and expiries.

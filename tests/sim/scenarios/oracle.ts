@@ -42,6 +42,7 @@ import {
   type Recorded,
   type WorkerPlan,
 } from "./_oracle_worker.ts";
+import { randomSplit } from "./_split.ts";
 
 /** Settings of one run, drawn from the seed. */
 interface Plan {
@@ -103,15 +104,6 @@ function simulationOptions(
       unsyncedOnCrash: "torn",
     },
   };
-}
-
-function randomSplit(
-  random: Prng,
-  ids: readonly PeerId[],
-): [PeerId[], PeerId[]] {
-  const shuffled = random.shuffle([...ids]);
-  const cut = random.intBetween(1, shuffled.length - 1);
-  return [shuffled.slice(0, cut), shuffled.slice(cut)];
 }
 
 /** Schedules the faults of one run within the fault window. */

@@ -34,6 +34,7 @@ import {
   BroadcastNode,
   type BroadcastObserver,
 } from "./_reliable_broadcast.ts";
+import { randomSplit } from "./_split.ts";
 
 /** Fails the run with a message (thrown inside a sim callback, it stops the run). */
 class CheckFailure extends Error {
@@ -295,15 +296,6 @@ function drawPlan(random: Prng): Plan {
     rtoMs: random.intBetween(15, 60),
     window: random.intBetween(4, 16),
   };
-}
-
-function randomSplit(
-  random: Prng,
-  ids: readonly PeerId[],
-): [PeerId[], PeerId[]] {
-  const shuffled = random.shuffle([...ids]);
-  const cut = random.intBetween(1, shuffled.length - 1);
-  return [shuffled.slice(0, cut), shuffled.slice(cut)];
 }
 
 /** Schedules the faults of one run within [0, plan.faultWindowMs). */
