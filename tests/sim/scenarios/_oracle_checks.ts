@@ -8,7 +8,11 @@
  * @module
  */
 
-import type { ChannelEvent, EntryCommand } from "../../../oracle/commands.ts";
+import type {
+  ChannelEvent,
+  EntryCommand,
+  ViewEvent,
+} from "../../../oracle/commands.ts";
 import type { OracleReplicaObserver } from "../../../oracle/replica.ts";
 import type { LogEntry } from "../../../oracle/raft_types.ts";
 import type { Recorded, WorkerRecorder } from "./_oracle_worker.ts";
@@ -274,4 +278,74 @@ export class OracleChecker implements WorkerRecorder {
       op.ret === Infinity && !ended.has(op.session)
     );
   }
+}
+
+/**
+ * Checks a group's whole view channel: proposals and installed views have
+ * increasing ids, a proposal names survivors of the installed view, an
+ * installed view follows from the view before it (members minus those
+ * who left, plus those who joined) and equals its proposal when it had
+ * one.
+ *
+ * @returns A failure message, or `undefined`.
+ */
+export function checkViewStream(
+  events: readonly ChannelEvent[],
+): string | undefined {
+  let installed = { viewId: 0, members: [] as string[] };
+  let proposal: { viewId: number; members: string[] } | undefined;
+  let lastProposal = 0;
+  for (const event of events) {
+    const view = event.data as unknown as ViewEvent;
+    const members = view.members.map((m) => m.member);
+    const where = `view event #${event.seq} (${view.type} ${view.viewId})`;
+    if (view.viewId <= installed.viewId) {
+      return `${where}: id not above the installed view's, ${installed.viewId}`;
+    }
+    if (view.type === "propose") {
+      if (view.viewId <= lastProposal) {
+        return `${where}: id not above the last proposal's, ${lastProposal}`;
+      }
+      lastProposal = view.viewId;
+      if (view.fromViewId !== installed.viewId) {
+        return `${where}: proposed from view ${view.fromViewId}, installed is ${installed.viewId}`;
+      }
+      for (const survivor of view.survivors) {
+        if (!installed.members.includes(survivor)) {
+          return `${where}: survivor ${survivor} is not in view ${installed.viewId}`;
+        }
+        if (!members.includes(survivor)) {
+          return `${where}: survivor ${survivor} is not in the proposed view`;
+        }
+      }
+      proposal = { viewId: view.viewId, members };
+      continue;
+    }
+    const expected = installed.members.filter((m) => !view.left.includes(m))
+      .concat(view.joined);
+    if (JSON.stringify(expected) !== JSON.stringify(members)) {
+      return `${where}: members ${JSON.stringify(members)} do not follow from ${
+        JSON.stringify(installed.members)
+      } - ${JSON.stringify(view.left)} + ${JSON.stringify(view.joined)}`;
+    }
+    if (proposal !== undefined && proposal.viewId > view.viewId) {
+      return `${where}: installed under pending proposal ${proposal.viewId}`;
+    }
+    if (
+      proposal !== undefined && proposal.viewId === view.viewId &&
+      JSON.stringify(proposal.members) !== JSON.stringify(members)
+    ) {
+      return `${where}: installed members differ from the proposal's`;
+    }
+    if (proposal === undefined && view.viewId <= lastProposal) {
+      return `${where}: installed without a proposal, under the last proposal's id ${lastProposal}`;
+    }
+    lastProposal = Math.max(lastProposal, view.viewId);
+    if (new Set(members).size !== members.length) {
+      return `${where}: a member appears twice`;
+    }
+    installed = { viewId: view.viewId, members };
+    proposal = undefined;
+  }
+  return undefined;
 }

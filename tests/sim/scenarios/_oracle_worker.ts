@@ -8,13 +8,19 @@
  */
 
 import type { SimNodeEnv } from "../../../sim/mod.ts";
-import type { ChannelEvent } from "../../../oracle/commands.ts";
+import {
+  type ChannelEvent,
+  viewChannel,
+  type ViewEvent,
+} from "../../../oracle/commands.ts";
 import { OracleClient, OracleError } from "../../../oracle/client.ts";
 
 /** Channels the workload appends to (all under the `/ch` prefix). */
 export const CHANNELS: readonly string[] = ["/ch/a", "/ch/b", "/ch/c"];
 /** Lock paths the workload contends on. */
 export const LOCKS: readonly string[] = ["/lk/x", "/lk/y"];
+/** The group every worker joins (under its session id) and may leave. */
+export const GROUP = "/g/x";
 
 /** One recorded operation (the linearizability history). */
 export interface Recorded {
@@ -71,6 +77,9 @@ export class OracleWorker {
   #generation = 0;
   #counter = 0;
   #idle = true;
+  #member:
+    | { client: OracleClient; joined: boolean; left: boolean }
+    | undefined;
 
   constructor(env: SimNodeEnv, plan: WorkerPlan, recorder: WorkerRecorder) {
     this.#env = env;
@@ -117,6 +126,7 @@ export class OracleWorker {
     client.open().then(
       () => {
         this.#subscribe(client);
+        this.#joinGroup(client);
         this.#next(client);
       },
       (error) => this.#failed(client, error),
@@ -136,6 +146,40 @@ export class OracleWorker {
           this.#recorder.subscriptionError(session, label, error.code),
       }, (events) => this.#recorder.delivered(session, label, events));
     }
+  }
+
+  /**
+   * Joins {@linkcode GROUP} and follows its view channel: for every
+   * proposal that names this member a survivor, reports `flushed` (the
+   * group engine's part, done at once here). Errors of these calls are
+   * expected (a stale proposal, a member already gone) and not checked.
+   */
+  #joinGroup(client: OracleClient): void {
+    const member = client.session;
+    this.#member = { client, joined: false, left: false };
+    const state = this.#member;
+    client.subscribe(viewChannel(GROUP), { from: 1 }, (events) => {
+      for (const event of events) {
+        const view = event.data as unknown as ViewEvent;
+        if (
+          view.type === "propose" && !state.left &&
+          view.survivors.includes(member)
+        ) {
+          this.#quietly(client.flushed(GROUP, view.viewId, member));
+        }
+      }
+    });
+    this.#quietly(
+      client.join(GROUP, member).then(() => void (state.joined = true)),
+    );
+  }
+
+  /** Runs a call whose Oracle errors do not matter; anything else is fatal. */
+  #quietly(call: Promise<unknown>): void {
+    call.catch((error) => {
+      if (error instanceof OracleError) return;
+      this.#recorder.fatal(this.session, String(error));
+    });
   }
 
   #failed(client: OracleClient, error: unknown): void {
@@ -176,7 +220,15 @@ export class OracleWorker {
     const random = this.#env.random;
     const session = client.session;
     const pick = random.int(100);
-    if (pick < 50) {
+    const member = this.#member;
+    if (
+      pick < 3 && member?.client === client && member.joined && !member.left
+    ) {
+      member.left = true;
+      await client.leave(GROUP, client.session).catch((error) => {
+        if (!(error instanceof OracleError)) throw error;
+      });
+    } else if (pick < 50) {
       const path = CHANNELS[random.int(CHANNELS.length)];
       const data = `${session}#${++this.#counter}`;
       const op = this.#recorder.call(session, "append", path, data);

@@ -31,13 +31,18 @@ import {
   type Simulation,
   type SimulationOptions,
 } from "../../../sim/mod.ts";
-import type { ChannelEvent } from "../../../oracle/commands.ts";
+import { type ChannelEvent, viewChannel } from "../../../oracle/commands.ts";
 import { OracleClient } from "../../../oracle/client.ts";
 import { OracleReplica } from "../../../oracle/replica.ts";
-import { CheckFailure, OracleChecker } from "./_oracle_checks.ts";
+import {
+  CheckFailure,
+  checkViewStream,
+  OracleChecker,
+} from "./_oracle_checks.ts";
 import { channelModel, lockModel } from "./_oracle_models.ts";
 import {
   CHANNELS,
+  GROUP,
   OracleWorker,
   type Recorded,
   type WorkerPlan,
@@ -112,6 +117,7 @@ function scheduleFaults(
   random: Prng,
   plan: Plan,
   crashClient: (id: PeerId) => boolean,
+  restartClient: (id: PeerId) => void,
 ): void {
   const everyone = [...plan.replicas, ...plan.clients];
   const count = random.intBetween(3, 10);
@@ -155,7 +161,10 @@ function scheduleFaults(
       const victim = random.pick(plan.clients);
       sim.schedule(at, () => {
         if (!crashClient(victim)) return;
-        sim.schedule(duration + plan.sessionTtlMs, () => sim.restart(victim));
+        sim.schedule(
+          duration + plan.sessionTtlMs,
+          () => restartClient(victim),
+        );
       });
     }
   }
@@ -210,7 +219,13 @@ async function run(sim: Simulation, random: Prng): Promise<string | undefined> {
     if (session !== undefined) checker.clientCrashed(session);
     return true;
   };
-  scheduleFaults(sim, random.fork("faults"), plan, crashClient);
+  // Clients crashed late in the fault window come back only until the
+  // final phase, which stops every client for good.
+  let finalPhase = false;
+  const restartClient = (id: PeerId) => {
+    if (!finalPhase) sim.restart(id);
+  };
+  scheduleFaults(sim, random.fork("faults"), plan, crashClient, restartClient);
 
   // A supervisor, as a process manager would be: a replica that stopped
   // on a storage failure is restarted from what its disk holds.
@@ -268,10 +283,14 @@ async function run(sim: Simulation, random: Prng): Promise<string | undefined> {
 
   // Stop the clients, crash every replica at once, restart them all, and
   // read every channel back: nothing acknowledged may be missing.
+  finalPhase = true;
   for (const id of plan.clients) sim.crash(id);
   for (const id of plan.replicas) sim.crash(id);
   for (const id of plan.replicas) sim.restart(id);
   const finalReads = new Map<string, ChannelEvent[]>();
+  let viewEvents: ChannelEvent[] | undefined;
+  let groupEmptied = false;
+  let lastView = "";
   let verifyError: unknown;
   sim.addNode("verifier", (env) => {
     const client = new OracleClient(env.transport, {
@@ -282,29 +301,49 @@ async function run(sim: Simulation, random: Prng): Promise<string | undefined> {
       requestTimeoutMs: 100,
       id: "verifier",
     });
+    const readAll = async (path: string) => {
+      const events: ChannelEvent[] = [];
+      for (let page = 0; page < 100; page++) {
+        const got = await client.read(path, events.length + 1, 1000);
+        events.push(...got.events);
+        if (got.events.length < 1000) break;
+      }
+      return events;
+    };
+    const sleep = (ms: number) =>
+      new Promise<void>((resolve) => env.clock.setTimer(ms, resolve));
     (async () => {
       await client.open();
-      for (const path of CHANNELS) {
-        const events: ChannelEvent[] = [];
-        for (let page = 0; page < 100; page++) {
-          const got = await client.read(path, events.length + 1, 1000);
-          events.push(...got.events);
-          if (got.events.length < 1000) break;
-        }
-        finalReads.set(path, events);
+      for (const path of CHANNELS) finalReads.set(path, await readAll(path));
+      // Every client is gone: once their sessions expire, the Oracle must
+      // have forced every member out and finished every view change.
+      for (let i = 0; i < 300 && !groupEmptied; i++) {
+        const { view, proposal } = await client.getView(GROUP);
+        lastView = JSON.stringify({ view, proposal });
+        groupEmptied = proposal === null && (view?.members.length ?? 0) === 0;
+        if (!groupEmptied) await sleep(100);
       }
+      viewEvents = await readAll(viewChannel(GROUP));
     })().catch((error) => verifyError = error);
     return {};
   });
-  const readBack = () =>
-    finalReads.size === CHANNELS.length || verifyError !== undefined;
-  if (!await sim.runUntilAsync(readBack, { maxTime: LIVENESS_BOUND_MS })) {
-    return "recovery: the Oracle did not serve reads after every replica restarted";
+  const readBack = () => viewEvents !== undefined || verifyError !== undefined;
+  if (!await sim.runUntilAsync(readBack, { maxTime: 2 * LIVENESS_BOUND_MS })) {
+    return `recovery: the Oracle did not serve reads after every replica restarted (read ${finalReads.size} channels; last view ${lastView})\n${
+      describe(replicas, workers)
+    }`;
   }
   if (verifyError !== undefined) {
     return `recovery: the verifier failed: ${String(verifyError)}`;
   }
   for (const [path, events] of finalReads) checker.checkChannel(path, events);
+  if (!groupEmptied) {
+    return `views: the group still has members or a pending view change long after every client's session should have expired: ${lastView}\n${
+      describe(replicas, workers)
+    }`;
+  }
+  const viewFailure = checkViewStream(viewEvents ?? []);
+  if (viewFailure !== undefined) return `views: ${viewFailure}`;
   const acked = checker.acknowledged();
   for (const [path, channel] of acked) {
     const events = finalReads.get(path) ?? [];
