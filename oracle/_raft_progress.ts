@@ -8,6 +8,12 @@
 
 import type { Snapshot } from "./raft_types.ts";
 
+/** One unacknowledged append: its `prevIndex` and its last entry's index. */
+export interface Inflight {
+  readonly prev: number;
+  readonly last: number;
+}
+
 /** How the leader currently sends to a follower. */
 export type ProgressState = "probe" | "replicate" | "snapshot";
 
@@ -19,10 +25,18 @@ export class Progress {
   next: number;
   /** Sending mode. */
   state: ProgressState = "probe";
-  /** In probe: an append is outstanding; wait for a reply or a heartbeat. */
+  /**
+   * In probe: an append is outstanding; send the next one on the fresh
+   * rejection of this one or at the next heartbeat interval, never on a
+   * stale or duplicated reply.
+   */
   paused = false;
-  /** In replicate: last index of each unacknowledged append, oldest first. */
-  inflight: number[] = [];
+  /**
+   * In replicate: the unacknowledged appends, oldest first. Only their
+   * rejections count; any other is stale (a duplicate, or the answer to an
+   * append sent before the last fallback to probe).
+   */
+  inflight: Inflight[] = [];
   /** Heard from since the last check-quorum. */
   active = false;
   /** Highest heartbeat round the follower answered in this term. */
@@ -37,8 +51,10 @@ export class Progress {
   snapshot: Snapshot | undefined = undefined;
   /** In snapshot: the next chunk to send. */
   snapshotChunk = 0;
-  /** In snapshot: bytes the follower reported it holds. */
+  /** In snapshot: bytes the follower reported it holds (grows, except on a resync). */
   snapshotAcked = 0;
+  /** In snapshot: after a stall, the next reply sets `snapshotAcked` even if lower. */
+  snapshotResync = false;
 
   /**
    * Creates the progress of a follower a new leader knows nothing about.
@@ -74,15 +90,21 @@ export class Progress {
     this.snapshot = snapshot;
     this.snapshotChunk = 0;
     this.snapshotAcked = 0;
+    this.snapshotResync = false;
     this.inflight = [];
     this.paused = false;
     this.stall = 0;
   }
 
+  /** Whether an unacknowledged append has `prevIndex` `prev`. */
+  awaits(prev: number): boolean {
+    return this.inflight.some((a) => a.prev === prev);
+  }
+
   /** Forgets the appends acknowledged through `index`. */
   freeThrough(index: number): void {
     let n = 0;
-    while (n < this.inflight.length && this.inflight[n] <= index) n++;
+    while (n < this.inflight.length && this.inflight[n].last <= index) n++;
     if (n > 0) this.inflight.splice(0, n);
   }
 }

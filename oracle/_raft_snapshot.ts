@@ -1,6 +1,7 @@
 /**
  * Snapshot transfer: the leader cuts a snapshot into base64 chunks; a
- * follower assembles the chunks of one transfer, in order.
+ * follower assembles the chunks of one transfer, in order, holding a few
+ * that arrive early (the network reorders) until the gap before them fills.
  *
  * @module
  */
@@ -12,6 +13,9 @@ import type {
   SnapshotChunk,
   SnapshotMeta,
 } from "./raft_types.ts";
+
+/** Early chunks a follower holds per transfer (the leader's window is 4). */
+const MAX_HELD_CHUNKS = 8;
 
 /** How many chunks a snapshot of `total` bytes takes (at least one). */
 export function chunkCount(total: number, chunkBytes: number): number {
@@ -45,6 +49,8 @@ export class SnapshotAssembly {
   readonly total: number;
   #parts: Uint8Array[] = [];
   #received = 0;
+  /** Chunks that arrived before the gap ahead of them filled, by offset. */
+  #held = new Map<number, SnapshotChunk>();
 
   /** Starts assembling the transfer `first` belongs to. */
   constructor(from: ReplicaId, first: SnapshotChunk) {
@@ -67,11 +73,40 @@ export class SnapshotAssembly {
   }
 
   /**
-   * Adds the next chunk (its offset must equal `received`).
+   * Keeps a chunk that arrived early (its offset is above `received`) for
+   * {@linkcode SnapshotAssembly.add}, if fewer than 8 are held.
+   */
+  hold(chunk: SnapshotChunk): void {
+    if (
+      chunk.offset > this.#received && chunk.offset < this.total &&
+      this.#held.size < MAX_HELD_CHUNKS
+    ) {
+      this.#held.set(chunk.offset, chunk);
+    }
+  }
+
+  /**
+   * Adds the next chunk (its offset must equal `received`), then the held
+   * chunks that now follow.
    *
-   * @returns `false` if the data is not base64 or overflows the total.
+   * @returns `false` if some data is not base64 or overflows the total.
    */
   add(chunk: SnapshotChunk): boolean {
+    let next = chunk;
+    for (;;) {
+      if (!this.#append(next)) return false;
+      const held = this.#held.get(this.#received);
+      if (held === undefined) break;
+      this.#held.delete(this.#received);
+      next = held;
+    }
+    for (const offset of this.#held.keys()) {
+      if (offset < this.#received) this.#held.delete(offset);
+    }
+    return true;
+  }
+
+  #append(chunk: SnapshotChunk): boolean {
     const bytes = fromBase64(chunk.data);
     if (
       bytes === undefined || bytes.length > this.total - this.#received ||

@@ -64,7 +64,10 @@ export function isRaftMessage(m: unknown): m is RaftMessage<unknown> {
         isIndex(m.commit) && isIndex(m.round) && entriesValid(m);
     case "append_reply":
       return typeof m.success === "boolean" && isIndex(m.index) &&
-        isIndex(m.round);
+        isIndex(m.round) &&
+        (m.success
+          ? m.rejected === undefined || m.rejected === 0
+          : isIndex(m.rejected));
     case "snapshot":
       return m.term > 0 && isMeta(m.meta) && m.meta.term <= m.term &&
         isIndex(m.offset) && isIndex(m.total) &&

@@ -25,6 +25,18 @@
  * so serving the read once the state machine applied the read index returns
  * a state at least as new as any acknowledged write.
  *
+ * The network may lose, duplicate, delay and reorder messages. If a stale
+ * or duplicated reply could cause a send, the traffic to a far-behind
+ * follower would grow with the duplication rate at every round trip, so
+ * only fresh replies do. As in etcd, a rejection names the `prevIndex` it
+ * rejects (`AppendReply.rejected`) and the leader acts only on the
+ * rejection of an append it still waits for (in probe state, only if it
+ * moves the probe back); otherwise a probing leader sends one append per
+ * heartbeat interval. A success or snapshot reply that brings no progress
+ * sends nothing, and a snapshot transfer goes back only after a stall. A
+ * follower keeps a few early snapshot chunks, so reordering does not stall
+ * a transfer.
+ *
  * @module
  */
 
@@ -589,11 +601,8 @@ export class RaftNode<C> {
     }
     const pr = this.#progress.get(peer);
     if (pr === undefined) return;
-    if (pr.state === "snapshot") {
-      pr.snapshotChunk = this.#ackedChunks(pr);
-    } else {
-      pr.probe(pr.match + 1);
-    }
+    if (pr.state === "snapshot") this.#resyncSnapshot(pr);
+    else pr.probe(pr.match + 1);
   }
 
   /**
@@ -859,6 +868,7 @@ export class RaftNode<C> {
         success: false,
         index: 0,
         round: m.round,
+        rejected: m.prevIndex,
       };
       this.#messages.push({ to: from, message: reply });
     } else if (m.type === "snapshot") {
@@ -961,13 +971,16 @@ export class RaftNode<C> {
     let prevTerm = m.prevTerm;
     let entries = m.entries;
     const reply = (success: boolean, index: number): void => {
-      const message: AppendReply = {
+      const base = {
         type: "append_reply",
         term: this.#term,
         success,
         index,
         round: m.round,
-      };
+      } as const;
+      const message: AppendReply = success
+        ? base
+        : { ...base, rejected: m.prevIndex };
       (success ? this.#afterPersist : this.#messages).push({
         to: from,
         message,
@@ -1054,6 +1067,7 @@ export class RaftNode<C> {
       assembly = new SnapshotAssembly(from, m);
       this.#assembly = assembly;
     } else if (m.offset !== assembly.received) {
+      assembly.hold(m); // early: kept until the gap before it fills
       reply(assembly.received, false);
       return;
     }
@@ -1101,12 +1115,8 @@ export class RaftNode<C> {
       pr.stall = waiting ? pr.stall + 1 : 0;
       if (pr.stall >= stallLimit) {
         // Something was lost: resend from what the follower acknowledged.
-        if (pr.state === "snapshot") {
-          pr.snapshotChunk = this.#ackedChunks(pr);
-          pr.stall = 0;
-        } else {
-          pr.probe(pr.match + 1);
-        }
+        if (pr.state === "snapshot") this.#resyncSnapshot(pr);
+        else pr.probe(pr.match + 1);
       }
     }
     this.#heartbeatElapsed++;
@@ -1117,6 +1127,18 @@ export class RaftNode<C> {
         if (pr.state === "probe") pr.paused = false;
       }
     }
+  }
+
+  /**
+   * Resends a stalled snapshot transfer from the acknowledged chunk and
+   * takes the follower's next reply as the truth, even if it is lower (the
+   * follower lost its partial transfer, or `snapshotAcked` came from a stale
+   * reply).
+   */
+  #resyncSnapshot(pr: Progress): void {
+    pr.snapshotChunk = this.#ackedChunks(pr);
+    pr.snapshotResync = true;
+    pr.stall = 0;
   }
 
   #ackedChunks(pr: Progress): number {
@@ -1152,7 +1174,9 @@ export class RaftNode<C> {
         this.#dropped++;
         return;
       }
-      if (pr.state === "probe") pr.paused = false;
+      // A success that brings no progress (a heartbeat's, a duplicate, a
+      // late one) changes nothing: in probe state the next probe waits for
+      // the next heartbeat interval.
       if (m.index > pr.match) {
         pr.match = m.index;
         pr.stall = 0;
@@ -1166,12 +1190,28 @@ export class RaftNode<C> {
           pr.probe(pr.match + 1);
         }
         this.#maybeCommit();
-      } else if (pr.state === "probe" && m.index >= pr.next - 1) {
+      } else if (
+        pr.state === "probe" && m.index >= pr.next - 1 &&
+        pr.next > this.#log.lastIndex
+      ) {
+        // The follower has everything: pipeline what comes next. (With
+        // entries to send, this is a stale reply: the probe carries them.)
         pr.replicate();
       }
-    } else if (pr.state !== "snapshot") {
-      if (pr.state === "probe" && m.index >= pr.next) return; // stale
-      pr.probe(Math.min(m.index, pr.next - 1) + 1);
+      return;
+    }
+    const rejected = m.rejected!; // validated: present on a rejection
+    const hint = Math.min(m.index, rejected - 1) + 1;
+    if (pr.state === "replicate") {
+      // Only the rejection of an append we wait for (beyond the match point:
+      // heartbeats are sent at it) says anything.
+      if (rejected > pr.match && pr.awaits(rejected)) pr.probe(hint);
+    } else if (pr.state === "probe") {
+      // Only the rejection of the probe we wait for, and only if it moves
+      // the probe back; otherwise the next heartbeat interval probes again.
+      if (rejected === pr.next - 1 && Math.max(hint, pr.match + 1) < pr.next) {
+        pr.probe(hint);
+      }
     }
   }
 
@@ -1201,14 +1241,24 @@ export class RaftNode<C> {
       this.#maybeCommit();
       return;
     }
+    if (pr.snapshotResync) {
+      // After a stall: believe the follower, even if it holds less.
+      pr.snapshotResync = false;
+      if (m.received < pr.snapshotAcked) {
+        pr.snapshotAcked = m.received;
+        pr.snapshotChunk = this.#ackedChunks(pr);
+        return;
+      }
+    }
     if (m.received > pr.snapshotAcked) {
       pr.snapshotAcked = m.received;
       pr.stall = 0;
-    } else if (m.received < pr.snapshotAcked) {
-      // The follower lost its partial transfer: start over from there.
-      pr.snapshotAcked = m.received;
-      pr.snapshotChunk = this.#ackedChunks(pr);
+      // Never resend what the follower holds.
+      pr.snapshotChunk = Math.max(pr.snapshotChunk, this.#ackedChunks(pr));
     }
+    // A lower reply is stale or duplicated, or the follower lost its
+    // partial transfer: sending on it would multiply messages, so the
+    // stall timer restarts the transfer instead.
   }
 
   /** Moves the leader's pending sends into the outbox. */
@@ -1267,7 +1317,7 @@ export class RaftNode<C> {
       }
       const last = entries[entries.length - 1].index;
       pr.next = last + 1;
-      pr.inflight.push(last);
+      pr.inflight.push({ prev: prevIndex, last });
     }
     if (pr.state === "snapshot") {
       this.#sendChunks(peer, pr);

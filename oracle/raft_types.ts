@@ -92,6 +92,12 @@ export interface AppendRequest<C> {
  * last index the follower now holds durably from this leader; on failure it
  * is a hint where the leader should retry (the follower's last index, or
  * the first index of the conflicting term).
+ *
+ * A failure also carries `rejected`, the `prevIndex` of the request it
+ * rejects (as in etcd's raft). The network may duplicate, delay and reorder
+ * replies; with `rejected` the leader acts only on the rejection of the
+ * probe it is waiting for and ignores the others, so one rejection causes
+ * at most one new probe.
  */
 export interface AppendReply {
   readonly type: "append_reply";
@@ -99,6 +105,11 @@ export interface AppendReply {
   readonly success: boolean;
   readonly index: number;
   readonly round: number;
+  /**
+   * On failure: the `prevIndex` of the rejected request (required). On
+   * success: omitted (`0` is accepted too), to keep the frame small.
+   */
+  readonly rejected?: number;
 }
 
 /**

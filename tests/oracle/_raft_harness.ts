@@ -74,6 +74,13 @@ export class SimNode {
   }
 }
 
+/** One message a node handed to the network (before loss or duplication). */
+export interface Sent {
+  readonly from: ReplicaId;
+  readonly to: ReplicaId;
+  readonly message: RaftMessage<Cmd>;
+}
+
 /** How a {@linkcode Cluster} misbehaves. */
 export interface ClusterOptions {
   seed: number;
@@ -91,6 +98,12 @@ export interface ClusterOptions {
   compactEvery?: number;
   /** Encode every message as JSON on the way (as a real driver would). */
   jsonWire?: boolean;
+  /**
+   * Run each node's driver after every message it receives (as a replica
+   * whose messages arrive one at a time does), not once per step: a reply
+   * that causes a send is then seen at once, however many arrive.
+   */
+  readyEachMessage?: boolean;
 }
 
 function encodeSm(applied: SimNode["applied"], upTo: number): Uint8Array {
@@ -106,9 +119,11 @@ export class Cluster {
   readonly nodes: Map<ReplicaId, SimNode> = new Map();
   readonly ids: readonly ReplicaId[];
   readonly violations: string[] = [];
-  /** Messages each node sent, by type (for assertions). */
-  readonly sent: RaftMessage<Cmd>[] = [];
+  /** Messages the nodes sent while `recordSent` (for assertions). */
+  readonly sent: Sent[] = [];
   recordSent = false;
+  /** Every message the nodes sent (before loss or duplication). */
+  sentCount = 0;
   now = 0;
   drop: number;
   dup: number;
@@ -220,6 +235,18 @@ export class Cluster {
     node.up = true;
     node.leaderCheck = undefined;
     this.#observe(node);
+  }
+
+  /**
+   * Crashes `id` and restarts it with an empty log and no snapshot (its
+   * term and vote kept), as a replica acknowledging before its writes are
+   * durable (the unsafe `syncBeforeAck: false`) can come back.
+   */
+  loseLog(id: ReplicaId): void {
+    this.crash(id);
+    const node = this.node(id);
+    node.durable = { ...node.durable, snapshot: undefined, entries: [] };
+    this.restart(id);
   }
 
   /** Proposes on the current leader; returns where it went. */
@@ -455,7 +482,8 @@ export class Cluster {
   }
 
   #send(from: ReplicaId, to: ReplicaId, message: RaftMessage<Cmd>): void {
-    if (this.recordSent) this.sent.push(message);
+    this.sentCount++;
+    if (this.recordSent) this.sent.push({ from, to, message });
     const rng = this.#rng;
     if (this.drop > 0 && rng.float() < this.drop) return;
     const copies = this.dup > 0 && rng.float() < this.dup ? 2 : 1;
@@ -495,13 +523,16 @@ export class Cluster {
       const j = rng.int(i + 1);
       [due[i], due[j]] = [due[j], due[i]];
     }
+    const syncProb = this.#options.syncProb ?? 1;
     for (const m of due) {
       const node = this.node(m.to);
       if (!node.up || this.#blocked.has(`${m.from}>${m.to}`)) continue;
       node.raft.step(m.from, m.message);
       this.#observe(node);
+      if (this.#options.readyEachMessage) {
+        this.processReady(node, syncProb >= 1 || rng.float() < syncProb);
+      }
     }
-    const syncProb = this.#options.syncProb ?? 1;
     for (const node of this.nodes.values()) {
       this.processReady(node, syncProb >= 1 || rng.float() < syncProb);
     }
