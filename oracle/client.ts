@@ -81,6 +81,27 @@ const BACKOFF_MIN_MS = 5;
 const BACKOFF_SPREAD_MS = 20;
 const BACKOFF_MAX_MS = 200;
 /**
+ * A replica that stayed silent past the request timeout, or whose
+ * connection went down, is suspect for this long (or until a frame from it
+ * arrives): rotation skips it, and `not_leader` hints naming it are
+ * ignored. Otherwise a follower that has not noticed a crashed or frozen
+ * leader yet sends the client straight back to it.
+ */
+const SUSPECT_MS = 1_000;
+/**
+ * After a `not_leader` answer that names no usable leader (an election is
+ * running), the next replica is tried after 5-15 ms: elections take tens
+ * of milliseconds, so a doubling backoff would overshoot the new leader.
+ */
+const RETRY_MIN_MS = 5;
+const RETRY_SPREAD_MS = 10;
+/**
+ * Consecutive failed targets retried after {@linkcode RETRY_MIN_MS}: about
+ * a second of polling, after which a long outage falls back to the
+ * doubling backoff so that many clients do not keep the replicas busy.
+ */
+const FAST_RETRIES = 100;
+/**
  * A waiting lock request is sent again to the same target after this many
  * times `requestTimeoutMs` without a grant, in case it was lost on the way
  * (the Oracle applies a retried request once; a still-queued retry changes
@@ -459,11 +480,15 @@ function newClientId(random: Random): string {
  *
  * **Leader following.** Every request goes to one target replica. A
  * `not_leader` answer moves the target to the named leader, or to the next
- * replica after a short random backoff (5-20 ms, doubling up to 200 ms)
- * when none is named. When the target goes down or stays silent for
- * `requestTimeoutMs`, the client moves to the next replica and resends
- * every pending request with its original number: the Oracle applies a
- * request once per (session, number), so retries are safe.
+ * replica after 5-15 ms when none is named (after about a second of
+ * failures, a random backoff doubling up to 200 ms). When the target goes
+ * down or stays silent for `requestTimeoutMs`, the client moves to the
+ * next replica and resends every pending request with its original
+ * number: the Oracle applies a request once per (session, number), so
+ * retries are safe. A replica that went down or stayed silent is suspect
+ * for a second, or until it is heard from again: the client skips it and
+ * ignores hints naming it, since followers that have not yet noticed a
+ * crashed or frozen leader still name it.
  *
  * **Pipelining.** Requests do not wait for each other; up to
  * `maxInflight` are in flight, and further calls wait for a slot. Frames
@@ -558,8 +583,12 @@ export class OracleClient {
   #target: PeerId;
   #leader: PeerId | undefined = undefined;
   readonly #down = new Set<PeerId>();
+  /** Replicas that timed out or went down, and since when (see {@linkcode SUSPECT_MS}). */
+  readonly #suspects = new Map<PeerId, number>();
   /** Consecutive target changes without an answer from a target. */
   #failures = 0;
+  /** Consecutive redirects without an answer: a second one waits (no ping-pong). */
+  #redirectRun = 0;
   /** When the target last answered a request. */
   #lastAnswerAt = -Infinity;
   /**
@@ -1663,41 +1692,66 @@ export class OracleClient {
     return low + this.#random.int(high - low + 1);
   }
 
-  /** The replica after the target, preferring ones not known to be down. */
+  /** Delay before trying another replica when no leader is named. */
+  #retryMs(): number {
+    return this.#failures < FAST_RETRIES
+      ? RETRY_MIN_MS + this.#random.int(RETRY_SPREAD_MS + 1)
+      : this.#backoffMs();
+  }
+
+  /** Whether `peer` timed out or went down less than {@linkcode SUSPECT_MS} ago. */
+  #isSuspect(peer: PeerId): boolean {
+    const since = this.#suspects.get(peer);
+    if (since === undefined) return false;
+    if (this.#clock.now() - since < SUSPECT_MS) return true;
+    this.#suspects.delete(peer);
+    return false;
+  }
+
+  /**
+   * The replica after the target, preferring one neither down nor
+   * suspect, then one not down, then simply the next one.
+   */
   #nextReplica(): PeerId {
     const replicas = this.#replicas;
     const start = replicas.indexOf(this.#target);
+    let notDown: PeerId | undefined;
     for (let i = 1; i <= replicas.length; i++) {
       const candidate = replicas[(start + i) % replicas.length];
-      if (!this.#down.has(candidate)) return candidate;
+      if (this.#down.has(candidate)) continue;
+      if (!this.#isSuspect(candidate)) return candidate;
+      notDown ??= candidate;
     }
-    return replicas[(start + 1) % replicas.length];
+    return notDown ?? replicas[(start + 1) % replicas.length];
   }
 
-  #rotate(reason: string, backoff: boolean): void {
+  #rotate(reason: string, delayMs: number): void {
     this.#stats.rotations++;
-    const delay = backoff ? this.#backoffMs() : 0;
     this.#failures++;
     if (this.#leader === this.#target) this.#leader = undefined;
-    this.#moveTo(this.#nextReplica(), delay, reason);
+    this.#moveTo(this.#nextReplica(), delayMs, reason);
   }
 
   #unreachable(): void {
     this.#down.add(this.#target);
-    this.#rotate("unreachable", true);
+    this.#suspects.set(this.#target, this.#clock.now());
+    this.#rotate("unreachable", this.#backoffMs());
   }
 
   /** A `not_leader` answer from the target, for a request or a subscription. */
   #notLeader(error: OracleErrorResult): void {
     const hint = error.leader;
     if (
-      hint !== undefined && hint !== this.#target && this.#replicaSet.has(hint)
+      hint !== undefined && hint !== this.#target &&
+      this.#replicaSet.has(hint) && !this.#down.has(hint) &&
+      !this.#isSuspect(hint)
     ) {
       this.#stats.redirects++;
       this.#leader = hint;
-      const delay = this.#failures >= this.#replicas.length
-        ? this.#backoffMs()
-        : 0;
+      // The first redirect goes at once; replicas naming each other in
+      // turn (hints still settling) are followed after a retry delay.
+      const delay = this.#redirectRun > 0 ? this.#retryMs() : 0;
+      this.#redirectRun++;
       this.#failures++;
       this.#moveTo(hint, delay, "redirect");
       return;
@@ -1705,14 +1759,15 @@ export class OracleClient {
     if (hint !== undefined && !this.#replicaSet.has(hint)) {
       this.#log.log("warn", "oracle_client_unknown_leader", { leader: hint });
     }
-    this.#rotate("not_leader", true);
+    this.#rotate("not_leader", this.#retryMs());
   }
 
   #onPeerDown(peer: PeerId): void {
     if (!this.#replicaSet.has(peer)) return;
     this.#down.add(peer);
+    this.#suspects.set(peer, this.#clock.now());
     if (this.#state === "closed" || this.#state === "expired") return;
-    if (peer === this.#target) this.#rotate("peer_down", false);
+    if (peer === this.#target) this.#rotate("peer_down", 0);
   }
 
   #onPeerUp(peer: PeerId): void {
@@ -1737,6 +1792,8 @@ export class OracleClient {
       this.#badFrame(from, "malformed or unknown sender");
       return;
     }
+    // It answers again (a frozen process resumed, a pause ended).
+    if (this.#suspects.size > 0) this.#suspects.delete(from);
     switch (frame.t) {
       case "res":
         this.#onResponse(from, frame);
@@ -1830,6 +1887,7 @@ export class OracleClient {
     const now = this.#clock.now();
     this.#lastAnswerAt = now;
     this.#failures = 0;
+    this.#redirectRun = 0;
     this.#leader = from;
     if (call.sentAt >= 0 && now - call.sentAt < this.#requestTimeoutMs) {
       this.#timeoutScale = 1;
@@ -2088,12 +2146,13 @@ export class OracleClient {
       }
     }
     if (stalled) {
+      this.#suspects.set(this.#target, now);
       this.#stats.requestTimeouts++;
       this.#timeoutScale = Math.min(
         MAX_TIMEOUT_FACTOR,
         this.#timeoutScale * 2,
       );
-      this.#rotate("timeout", false);
+      this.#rotate("timeout", 0);
     }
     this.#admitQueued();
   }

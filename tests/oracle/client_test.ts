@@ -217,7 +217,7 @@ Deno.test("client follows a not_leader hint to the leader, for requests and subs
   await drive(sim, client.close());
 });
 
-Deno.test("client rotates to the next replica after a backoff when not_leader names no leader", async () => {
+Deno.test("client tries the next replica 5-15 ms after a not_leader that names no leader", async () => {
   const { sim, replicas, client, ids } = cluster();
   const first = client.status().target;
   const leader = after(ids, after(ids, first)); // two rotations away
@@ -226,8 +226,100 @@ Deno.test("client rotates to the next replica after a backoff when not_leader na
   await drive(sim, client.open());
   assert.equal(client.status().target, leader);
   assert.equal(client.stats().rotations, 2);
-  // Two backoffs: at least 5 ms and 10 ms.
-  assert.ok(sim.now - start >= 15, `took ${sim.now - start} ms`);
+  // Two retries of 5-15 ms each, plus three 2 ms round trips.
+  const took = sim.now - start;
+  assert.ok(took >= 2 * 5 + 6 && took <= 2 * 15 + 6, `took ${took} ms`);
+  await drive(sim, client.close());
+});
+
+Deno.test("a long stretch without a leader falls back from fast retries to a backoff", async () => {
+  const { sim, replicas, client, ids } = cluster();
+  const opened = client.open();
+  await runFor(sim, 5_000);
+  // About a second of 5-15 ms retries (100), then one every 200 ms (20):
+  // 5-15 ms retries all along would be over 330.
+  const sent = client.stats().requestsSent;
+  assert.ok(sent >= 100 && sent <= 140, `sent ${sent} requests`);
+  replicas[ids[0]].leader = true;
+  await drive(sim, opened);
+  await drive(sim, client.close());
+});
+
+Deno.test("client ignores a not_leader hint naming a replica that went down", async () => {
+  const { sim, replicas, client, ids } = cluster();
+  const first = client.status().target;
+  const next = after(ids, first);
+  const last = after(ids, next);
+  replicas[first].leader = true;
+  await drive(sim, client.open());
+  // The follower next in line has not noticed the crash: it names `first`.
+  replicas[next].hint = first;
+  replicas[last].leader = true;
+  sim.crash(first);
+  const start = sim.now;
+  await drive(sim, client.append("/log", 1));
+  assert.equal(client.status().target, last);
+  assert.equal(client.stats().redirects, 0);
+  // Down, not_leader from `next`, one 5-15 ms retry: far below the 300 ms
+  // request timeout a redirect back to the crashed replica would cost.
+  assert.ok(sim.now - start <= 25, `took ${sim.now - start} ms`);
+  await drive(sim, client.close());
+});
+
+Deno.test("a replica that timed out is suspect: skipped, its hints ignored, until it is heard from", async (t) => {
+  const { sim, replicas, client, ids } = cluster({
+    client: { requestTimeoutMs: 300 },
+  });
+  const first = client.status().target;
+  const next = after(ids, first);
+  const last = after(ids, next);
+  replicas[first].leader = true;
+  await drive(sim, client.open());
+
+  await t.step(
+    "a frozen leader: followers still name it, the client waits for the new one",
+    async () => {
+      replicas[first].silent = true;
+      replicas[next].hint = first;
+      replicas[last].hint = first;
+      const start = sim.now;
+      const append = client.append("/log", 1);
+      await runFor(sim, 400);
+      // The followers elect `last` at 400 ms.
+      replicas[first].leader = false;
+      replicas[last].leader = true;
+      await drive(sim, append);
+      assert.ok(sim.now - start <= 420, `took ${sim.now - start} ms`);
+      assert.equal(client.status().target, last);
+      assert.equal(client.stats().requestTimeouts, 1);
+      assert.equal(client.stats().redirects, 0);
+      // Nothing went back to the frozen replica after the timeout.
+      const appends = replicas[first].requests().filter((f) =>
+        f.op.op === "append"
+      );
+      assert.equal(appends.length, 1);
+    },
+  );
+
+  await t.step(
+    "a frame from it clears the suspicion: hints naming it are followed",
+    async () => {
+      replicas[first].silent = false;
+      // A late reply arrives once the process runs again.
+      replicas[first].sendTo("client", { t: "res", r: 1_000_000, ok: null });
+      await runFor(sim, 5);
+      replicas[first].leader = true;
+      replicas[last].leader = false;
+      replicas[last].hint = first;
+      const rotations = client.stats().rotations;
+      const start = sim.now;
+      await drive(sim, client.append("/log", 2));
+      assert.equal(client.status().target, first);
+      assert.equal(client.stats().redirects, 1);
+      assert.equal(client.stats().rotations, rotations);
+      assert.ok(sim.now - start <= 5, `took ${sim.now - start} ms`);
+    },
+  );
   await drive(sim, client.close());
 });
 
