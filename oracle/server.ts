@@ -8,7 +8,10 @@
  */
 
 import { SystemClock } from "../runtime/clock.ts";
-import { FileStorage } from "../runtime/file_storage.ts";
+import {
+  FileStorage,
+  type FileStorageOptions,
+} from "../runtime/file_storage.ts";
 import { type Logger, silentLogger } from "../runtime/log.ts";
 import { CryptoRandom } from "../runtime/random.ts";
 import { TcpTransport } from "../transport/tcp_transport.ts";
@@ -47,7 +50,9 @@ export interface OracleServerOptions {
 }
 
 /**
- * One Oracle replica on TCP and files.
+ * One Oracle replica on TCP and files. Its log syncs inline while it
+ * follows (the acknowledgement leaves as soon as `fdatasync` returns) and in
+ * the background while it leads (see {@linkcode FileStorageOptions}).
  *
  * @example One replica (a group of one), a client, and a clean stop
  * ```ts
@@ -108,7 +113,13 @@ export class OracleServer {
       if (id !== options.id && address !== null) others[id] = address;
     }
     const logger = options.logger ?? silentLogger;
-    const storage = FileStorage.open(options.dataDir);
+    // A follower syncs inline: its acknowledgement, on the commit's critical
+    // path, goes out without a hop through a worker thread. The leader
+    // syncs in the background, so that waiting for its own disk never holds
+    // up heartbeats, follower acknowledgements or client requests (a
+    // majority of followers commits without the leader's sync).
+    const storage = FileStorage.open(options.dataDir, { syncMode: "inline" });
+    const observer = options.tuning?.observer;
     let transport: TcpTransport | undefined;
     try {
       transport = await TcpTransport.start({
@@ -121,6 +132,18 @@ export class OracleServer {
       });
       const replica = OracleReplica.open({
         ...options.tuning,
+        observer: {
+          applied(id, entry) {
+            observer?.applied?.(id, entry);
+          },
+          restored(id, index) {
+            observer?.restored?.(id, index);
+          },
+          leadership(id, leader) {
+            storage.syncMode = leader ? "background" : "inline";
+            observer?.leadership?.(id, leader);
+          },
+        },
         id: options.id,
         replicas: Object.keys(peers),
         transport,
