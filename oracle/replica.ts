@@ -8,11 +8,12 @@
  * (see `OracleServer`) and inside the simulator. Clients talk to the
  * leader; a follower answers `not_leader` with the leader's id. Writes from
  * every client that arrive in one turn of the event loop go into one log
- * entry, and entries written while a sync is in flight share the next sync
- * (group commit). Reads wait for a read-index round and are served from
- * the leader's applied state. The leader pushes channel events to
- * subscribers and lock grants to waiters, and expires sessions whose
- * keep-alives stopped.
+ * entry; while an entry of writes is being committed, new writes wait and
+ * go together into the next one; and entries written while a sync is in
+ * flight share the next sync (group commit). Reads wait for a read-index
+ * round and are served from the leader's applied state. The leader pushes
+ * channel events to subscribers and lock grants to waiters, and expires
+ * sessions whose keep-alives stopped.
  *
  * @module
  */
@@ -26,12 +27,14 @@ import type {
   ClientRequest,
   EntryCommand,
   Json,
+  OpResult,
   OracleErrorResult,
   ReadOp,
 } from "./commands.ts";
 import { RaftNode } from "./raft.ts";
 import type {
   LogEntry,
+  Outgoing,
   RaftMessage,
   RaftReady,
   ReplicaId,
@@ -107,6 +110,8 @@ export interface OracleReplicaObserver {
   ): void;
   /** The replica restored its state machine from a snapshot at `index`. */
   restored?(replica: ReplicaId, index: number): void;
+  /** The replica became leader (`true`) or stopped leading (`false`). */
+  leadership?(replica: ReplicaId, leader: boolean): void;
 }
 
 /** Counters of one replica; they only grow. */
@@ -253,6 +258,12 @@ export class OracleReplica {
 
   /** Writes waiting to be proposed in the next entry. */
   #batch: PendingWrite[] = [];
+  /**
+   * The last entry of client writes this replica proposed as leader (index
+   * and term): while it is not committed, new writes wait to be proposed
+   * together once it is (consensus-level group commit).
+   */
+  #proposed = { index: 0, term: 0 };
   /** Writes proposed or waiting, by `session:req`, until their reply. */
   readonly #pendingWrites = new Map<string, PeerId>();
   /** Reads waiting for their read-index round, by read id. */
@@ -443,7 +454,11 @@ export class OracleReplica {
     this.#stopped = true;
     if (this.#tickTimer !== undefined) this.#clock.clearTimer(this.#tickTimer);
     this.#tickTimer = undefined;
-    this.#log.log("info", "oracle.replica.stop", { id: this.#id });
+    this.#log.log("info", "oracle.replica.stop", {
+      id: this.#id,
+      syncs: this.#sync.syncs,
+      ...this.#counters,
+    });
   }
 
   // ---- inputs -------------------------------------------------------------
@@ -566,20 +581,7 @@ export class OracleReplica {
     }
     const op = frame.op;
     if (op.op === "keepalive") {
-      const seen = this.#sessionSeen.get(frame.s);
-      if (seen === undefined || !this.#sm.hasSession(frame.s)) {
-        reply({
-          error: {
-            code: "session_expired",
-            message: `Session ${
-              JSON.stringify(frame.s)
-            } does not exist or has expired`,
-          },
-        });
-        return;
-      }
-      seen.at = this.#clock.now();
-      reply({ ok: null });
+      reply(this.#keepAlive(frame.s));
       return;
     }
     this.#touch(frame.s);
@@ -607,6 +609,44 @@ export class OracleReplica {
     });
     this.#counters.writes++;
     this.#schedule();
+  }
+
+  /**
+   * Answers a keep-alive. Until this leader has applied an entry of its
+   * own term, its state may lack sessions opened under earlier leaders, so
+   * it asks the client to retry rather than call a live session expired.
+   */
+  #keepAlive(session: string): OpResult {
+    if (this.#appliedTerm < this.#raft.term) {
+      this.#counters.overloaded++;
+      return {
+        error: {
+          code: "overloaded",
+          message:
+            `Replica ${this.#id} was just elected and is catching up: retry`,
+        },
+      };
+    }
+    if (!this.#sm.hasSession(session)) {
+      return {
+        error: {
+          code: "session_expired",
+          message: `Session ${
+            JSON.stringify(session)
+          } does not exist or has expired`,
+        },
+      };
+    }
+    const seen = this.#sessionSeen.get(session);
+    if (seen === undefined) {
+      const ttl = this.#sm.sessions().find((s) => s.session === session)?.ttlMs;
+      if (ttl !== undefined) {
+        this.#sessionSeen.set(session, { at: this.#clock.now(), ttl });
+      }
+    } else {
+      seen.at = this.#clock.now();
+    }
+    return { ok: null };
   }
 
   #touch(session: string): void {
@@ -656,9 +696,20 @@ export class OracleReplica {
       }
       return;
     }
+    // One entry of writes in flight at a time: writes that arrive while it
+    // commits share the next entry, so that under load each entry (its
+    // appends, acknowledgements and syncs on every replica) carries many
+    // writes. A write arriving when nothing is in flight goes at once.
+    const proposed = this.#proposed;
+    if (
+      proposed.term === this.#raft.term &&
+      this.#raft.commitIndex < proposed.index &&
+      this.#batch.length < this.#maxBatch
+    ) return;
     while (this.#batch.length > 0) {
       const part = this.#batch.splice(0, this.#maxBatch);
-      this.#raft.propose({ batch: part.map((w) => w.request) });
+      const at = this.#raft.propose({ batch: part.map((w) => w.request) });
+      if (at !== undefined) this.#proposed = at;
       this.#counters.proposals++;
     }
   }
@@ -694,7 +745,21 @@ export class OracleReplica {
     if (ready.hardState !== undefined || ready.entries.length > 0) {
       this.#wal.write(ready.hardState, ready.entries);
     }
-    for (const out of ready.messages) this.#sendRaft(out.to, out.message);
+    // Appends that carry no entry (heartbeats, news of a commit) go out
+    // after the replies to clients below: the flush at the end of this turn
+    // writes to peers in the order they were first sent to, and replies
+    // are on a client's critical path while these are not. Messages to one
+    // peer keep their order (one ready holds at most one such append per
+    // follower, after its other messages).
+    let lazy: Outgoing<EntryCommand>[] | undefined;
+    for (const out of ready.messages) {
+      const m = out.message;
+      if (m.type === "append" && m.entries.length === 0) {
+        (lazy ??= []).push(out);
+      } else {
+        this.#sendRaft(out.to, m);
+      }
+    }
     const last = ready.entries.at(-1) ?? ready.snapshot?.meta;
     const release = () => {
       for (const out of ready.messagesAfterPersist) {
@@ -724,6 +789,9 @@ export class OracleReplica {
       for (const read of reads ?? []) this.#failRead(read);
     }
     this.#serveReads();
+    if (lazy !== undefined) {
+      for (const out of lazy) this.#sendRaft(out.to, out.message);
+    }
     this.#maybeSnapshot();
   }
 
@@ -854,6 +922,7 @@ export class OracleReplica {
     } else {
       this.#resetLeaderState();
     }
+    this.#observer?.leadership?.(this.#id, leader);
   }
 
   #resetLeaderState(): void {
