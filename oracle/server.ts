@@ -8,10 +8,7 @@
  */
 
 import { SystemClock } from "../runtime/clock.ts";
-import {
-  FileStorage,
-  type FileStorageOptions,
-} from "../runtime/file_storage.ts";
+import { FileStorage } from "../runtime/file_storage.ts";
 import { type Logger, silentLogger } from "../runtime/log.ts";
 import { CryptoRandom } from "../runtime/random.ts";
 import { TcpTransport } from "../transport/tcp_transport.ts";
@@ -52,7 +49,7 @@ export interface OracleServerOptions {
 /**
  * One Oracle replica on TCP and files. Its log syncs inline while it
  * follows (the acknowledgement leaves as soon as `fdatasync` returns) and in
- * the background while it leads (see {@linkcode FileStorageOptions}).
+ * the background while it leads (`FileStorage`'s `syncMode`).
  *
  * @example One replica (a group of one), a client, and a clean stop
  * ```ts
