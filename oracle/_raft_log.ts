@@ -88,20 +88,22 @@ export class RaftLog<C> {
     return this.#entries.slice(from - base, to - base);
   }
 
-  /** The entries from `from` until `maxCount` entries or `maxBytes` (at least one). */
+  /**
+   * The entries from `from` until `maxCount` entries or `maxBytes` by
+   * `sizeOf` (at least one).
+   */
   batch(
     from: number,
     maxCount: number,
     maxBytes: number,
-    sizeOf: (command: C) => number,
+    sizeOf: (entry: LogEntry<C>) => number,
   ): LogEntry<C>[] {
     const start = from - this.#snapIndex - 1;
     const end = Math.min(this.#entries.length, start + maxCount);
     let bytes = 0;
     let i = start;
     for (; i < end; i++) {
-      const command = this.#entries[i].command;
-      bytes += command === null ? 4 : sizeOf(command);
+      bytes += sizeOf(this.#entries[i]);
       if (bytes > maxBytes && i > start) break;
     }
     return this.#entries.slice(start, i);

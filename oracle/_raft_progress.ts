@@ -43,7 +43,10 @@ export class Progress {
   ackedRound = 0;
   /** The commit index last sent to it. */
   sentCommit = 0;
-  /** A heartbeat is due at the next flush. */
+  /**
+   * An empty append (heartbeat, read round, or news of a commit at a tick)
+   * is due at the next flush, unless an append with entries goes instead.
+   */
   heartbeatDue = false;
   /** Ticks without progress while something is outstanding. */
   stall = 0;

@@ -37,6 +37,14 @@
  * follower keeps a few early snapshot chunks, so reordering does not stall
  * a transfer.
  *
+ * A new commit index has no message of its own when it is made: it rides
+ * on the next append that carries entries, and a follower that gets none
+ * gets one empty append at the next {@linkcode RaftNode.tick} (so followers
+ * learn it within a tick). Under load, where the next entry soon follows
+ * each commit, this halves the messages (and replies) per entry.
+ * Heartbeats and read-index rounds still go at once; heartbeats keep
+ * followers from campaigning and the leader's check-quorum fed.
+ *
  * @module
  */
 
@@ -98,7 +106,10 @@ export interface RaftOptions<C> {
   readonly maxAppendBytes?: number;
   /** Most unacknowledged append messages per follower. Default 16. */
   readonly maxInflightAppends?: number;
-  /** The size of a command. Default: length of its JSON. */
+  /**
+   * The size of a command. Default: length of its JSON. Called at most once
+   * per log entry: the leader keeps the size for every follower's batches.
+   */
   readonly sizeOf?: (command: C) => number;
   /** Bytes of snapshot per chunk message. Default 256 KiB. */
   readonly snapshotChunkBytes?: number;
@@ -212,6 +223,8 @@ export class RaftNode<C> {
   readonly #maxBytes: number;
   readonly #maxInflight: number;
   readonly #sizeOf: (command: C) => number;
+  /** `sizeOf` of each entry's command, computed once for all followers. */
+  readonly #sizes = new WeakMap<LogEntry<C>, number>();
   readonly #chunkBytes: number;
 
   readonly #log: RaftLog<C>;
@@ -409,7 +422,8 @@ export class RaftNode<C> {
 
   /**
    * Advances logical time by one tick (the driver calls it about every
-   * 10 ms): election timeouts, heartbeats, check-quorum.
+   * 10 ms): election timeouts, heartbeats, check-quorum, and on a leader
+   * news of a commit index that no append carried since it was made.
    *
    * @example Elections start after the timeout
    * ```ts
@@ -1118,6 +1132,9 @@ export class RaftNode<C> {
         if (pr.state === "snapshot") this.#resyncSnapshot(pr);
         else pr.probe(pr.match + 1);
       }
+      // A commit no append carried since: tell it now, in an empty append
+      // unless entries go to this follower at the same flush.
+      if (pr.sentCommit < this.#commit) pr.heartbeatDue = true;
     }
     this.#heartbeatElapsed++;
     if (this.#heartbeatElapsed >= this.#heartbeatTicks) {
@@ -1305,7 +1322,7 @@ export class RaftNode<C> {
           pr.next,
           this.#maxEntries,
           this.#maxBytes,
-          this.#sizeOf,
+          this.#entrySize,
         )
         : [];
       if (entries.length === 0 && pr.state === "replicate") break;
@@ -1323,13 +1340,27 @@ export class RaftNode<C> {
       this.#sendChunks(peer, pr);
       sent = false; // chunks carry no round or commit: heartbeat as usual
     }
-    if (!sent && (pr.heartbeatDue || pr.sentCommit < this.#commit)) {
+    // A new commit index alone does not send: it waits for the next append
+    // with entries or for the next tick (#tickLeader), which sets
+    // `heartbeatDue`. Heartbeats and read rounds go at once.
+    if (!sent && pr.heartbeatDue) {
       const prevTerm = this.#log.term(pr.match);
       const prevIndex = prevTerm === undefined ? 0 : pr.match;
       this.#sendAppend(peer, pr, prevIndex, prevTerm ?? 0, []);
     }
     pr.heartbeatDue = false;
   }
+
+  /** The size of an entry's command, by `sizeOf`, computed once per entry. */
+  readonly #entrySize = (entry: LogEntry<C>): number => {
+    if (entry.command === null) return 4;
+    let size = this.#sizes.get(entry);
+    if (size === undefined) {
+      size = this.#sizeOf(entry.command);
+      this.#sizes.set(entry, size);
+    }
+    return size;
+  };
 
   #sendAppend(
     peer: ReplicaId,

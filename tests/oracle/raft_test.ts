@@ -1014,3 +1014,163 @@ Deno.test("duplicated rejections do not multiply messages", async (t) => {
     },
   );
 });
+
+/** The empty appends (heartbeats, news of a commit) `from` sent since `recordSent`. */
+function emptyAppends(
+  cluster: ClusterType,
+  from: string,
+): { to: string; message: AppendRequest<Cmd> }[] {
+  const out: { to: string; message: AppendRequest<Cmd> }[] = [];
+  for (const s of cluster.sent) {
+    const m = s.message;
+    if (s.from === from && m.type === "append" && m.entries.length === 0) {
+      out.push({ to: s.to, message: m });
+    }
+  }
+  return out;
+}
+
+Deno.test("a new commit index goes to idle followers at the next tick, not at once", async (t) => {
+  // Heartbeats are 100 ticks apart and the test runs well within the first
+  // 100 ticks of the leadership, so every empty append seen is news of a
+  // commit.
+  const HEARTBEAT = 100;
+  const cluster = new Cluster({
+    seed: 21,
+    ids: THREE,
+    raft: { electionTicks: 4 * HEARTBEAT, heartbeatTicks: HEARTBEAT },
+  });
+  const leader = electLeader(cluster, 4000);
+  const followers = THREE.filter((id) => id !== leader);
+  const start = cluster.now;
+  cluster.recordSent = true;
+  for (let i = 0; i < 8; i++) {
+    cluster.run(3); // idle
+    cluster.sent.length = 0;
+    const at = cluster.propose(`n${i}`)!;
+    await t.step(`entry ${at.index}: no empty append when it commits`, () => {
+      assert.ok(
+        cluster.runUntil(
+          () => cluster.node(leader).raft.commitIndex >= at.index,
+          20,
+        ),
+      );
+      assert.deepEqual(emptyAppends(cluster, leader), []);
+    });
+    await t.step(
+      `entry ${at.index}: one at the next tick, to each follower`,
+      () => {
+        cluster.sent.length = 0;
+        cluster.step();
+        const notices = emptyAppends(cluster, leader);
+        assert.deepEqual(notices.map((n) => n.to).sort(), followers);
+        assert.ok(notices.every((n) => n.message.commit >= at.index));
+      },
+    );
+    await t.step(`entry ${at.index}: followers learn it one step later`, () => {
+      cluster.step(); // network delay
+      for (const id of followers) {
+        assert.ok(cluster.node(id).raft.commitIndex >= at.index, id);
+      }
+      cluster.step();
+      assert.ok(everyoneApplied(cluster, `n${i}`));
+    });
+  }
+  assert.ok(cluster.now - start < HEARTBEAT - 10, `${cluster.now - start}`);
+  assert.equal(cluster.node(leader).raft.role, "leader");
+  assertSafe(cluster);
+});
+
+Deno.test("under load a leader sends about one message per follower per committed entry", async (t) => {
+  const STEPS = 300;
+  const HEARTBEAT = 5;
+  /**
+   * Runs `STEPS` steps proposing when `shouldPropose()` and returns the
+   * leader's messages to each follower and the entries committed.
+   */
+  function load(
+    seed: number,
+    shouldPropose: (cluster: ClusterType, last: number) => boolean,
+  ): { perFollower: number[]; committed: number; heartbeats: number } {
+    const cluster = new Cluster({
+      seed,
+      ids: THREE,
+      raft: { electionTicks: 6 * HEARTBEAT, heartbeatTicks: HEARTBEAT },
+    });
+    const leader = electLeader(cluster);
+    const node = cluster.node(leader);
+    const before = node.raft.commitIndex;
+    cluster.recordSent = true;
+    let last = 0;
+    for (let i = 0; i < STEPS; i++) {
+      if (shouldPropose(cluster, last)) last = cluster.propose(`l${i}`)!.index;
+      cluster.step();
+    }
+    assert.equal(node.raft.role, "leader");
+    assertSafe(cluster);
+    const perFollower = THREE.filter((id) => id !== leader).map((id) => {
+      const sent = traffic(cluster, leader, id);
+      return Object.values(sent).reduce((a, b) => a + b, 0);
+    });
+    return {
+      perFollower,
+      committed: node.raft.commitIndex - before,
+      heartbeats: Math.ceil(STEPS / HEARTBEAT),
+    };
+  }
+
+  await t.step(
+    "one entry in flight at a time (as the Oracle replica proposes)",
+    () => {
+      const { perFollower, committed, heartbeats } = load(
+        31,
+        (cluster, last) => cluster.leader()!.raft.commitIndex >= last,
+      );
+      assert.ok(committed > STEPS / 4, `${committed} committed`);
+      // Before, news of each commit went in its own append: ~2 per entry.
+      for (const sent of perFollower) {
+        assert.ok(
+          sent <= committed + heartbeats + 2,
+          `${sent} messages for ${committed} entries`,
+        );
+      }
+    },
+  );
+
+  await t.step("a proposal every step", () => {
+    const { perFollower, committed, heartbeats } = load(32, () => true);
+    assert.ok(committed > STEPS - 10, `${committed} committed`);
+    for (const sent of perFollower) {
+      assert.ok(
+        sent <= committed + heartbeats + 2,
+        `${sent} messages for ${committed} entries`,
+      );
+    }
+  });
+});
+
+Deno.test("sizeOf measures each command once, however many followers it goes to", () => {
+  const measured = new Map<Cmd, number>();
+  const cluster = new Cluster({
+    seed: 41,
+    ids: FIVE,
+    maxDelay: 2,
+    raft: {
+      maxAppendEntries: 4,
+      sizeOf: (command: Cmd) => {
+        measured.set(command, (measured.get(command) ?? 0) + 1);
+        return command.length;
+      },
+    },
+  });
+  const leader = electLeader(cluster);
+  for (let i = 0; i < 40; i++) {
+    cluster.propose(`s${i}`);
+    if (i % 3 === 0) cluster.step();
+  }
+  assert.ok(cluster.runUntil(() => everyoneApplied(cluster, "s39"), 300));
+  assert.equal(cluster.leader()!.id, leader);
+  assert.equal(measured.size, 40);
+  for (const [command, count] of measured) assert.equal(count, 1, command);
+  assertSafe(cluster);
+});
