@@ -12,22 +12,13 @@
 
 import type { ChannelEvent, OracleErrorResult } from "./commands.ts";
 import type { PeerId } from "../transport/transport.ts";
+import type { OracleStateMachine } from "./state_machine.ts";
 
 /** The retained events the table reads when a subscription lags. */
-export interface EventSource {
-  eventsFrom(
-    path: string,
-    seq: number,
-    limit: number,
-  ): { events: ChannelEvent[]; first: number; next: number } | {
-    compacted: number;
-  };
-  eventsUnder(
-    prefix: string,
-    rev: number,
-    limit: number,
-  ): { events: ChannelEvent[]; next: number } | { compacted: number };
-}
+export type EventSource = Pick<
+  OracleStateMachine,
+  "eventsFrom" | "eventsUnder"
+>;
 
 /** Where the table sends what it produces. */
 export interface SubscriptionSink {

@@ -808,7 +808,11 @@ export class OracleReplica {
     const leader = this.isLeader;
     if (leader && "batch" in entry.command) {
       for (const request of entry.command.batch) {
-        if (request.op.op === "open_session") {
+        // Only a session that now exists gets a timer (an open can fail).
+        if (
+          request.op.op === "open_session" &&
+          this.#sm.hasSession(request.session)
+        ) {
           this.#sessionSeen.set(request.session, {
             at: this.#clock.now(),
             ttl: request.op.ttlMs,
@@ -838,6 +842,15 @@ export class OracleReplica {
           this.#sessionSeen.delete(output.session);
           this.#expiring.delete(output.session);
           break;
+      }
+    }
+    if ("expire" in entry.command) {
+      // A session that had already ended produces no `expired` output.
+      for (const session of entry.command.expire) {
+        if (!this.#sm.hasSession(session)) {
+          this.#sessionSeen.delete(session);
+          this.#expiring.delete(session);
+        }
       }
     }
     if (leader) this.#subs.flush(this.#sm);
