@@ -10,6 +10,7 @@ import {
   waitForLeader,
   withTimeout,
 } from "./_oracle_processes.ts";
+import { waitUntil } from "../transport/_helpers.ts";
 
 const CHANNELS = ["/test/ch/0", "/test/ch/1", "/test/ch/2", "/test/ch/3"];
 const LOCK = "/test/lock";
@@ -408,7 +409,7 @@ Deno.test("a client that sends garbage and a replica not in the configuration ar
         ));
       }
     }
-    await procsWaitFor(
+    await waitUntil(
       () =>
         [...group.servers.values()].every((s) =>
           s.status().counters.foreignRaftFrames >= 3
@@ -449,17 +450,3 @@ Deno.test("a client that sends garbage and a replica not in the configuration ar
     await group.stop();
   }
 });
-
-async function procsWaitFor(
-  condition: () => boolean,
-  timeoutMs: number,
-  what: string,
-): Promise<void> {
-  const deadline = performance.now() + timeoutMs;
-  while (!condition()) {
-    if (performance.now() > deadline) {
-      throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what}`);
-    }
-    await delay(10);
-  }
-}

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { settle } from "./_sim_helpers.ts";
 import { Simulation } from "../../sim/mod.ts";
 import { OracleClient } from "../../oracle/client.ts";
 import { OracleReplica } from "../../oracle/replica.ts";
@@ -87,20 +88,6 @@ function cluster(seed: number) {
   };
   const leader = () => [...replicas.values()].find((r) => r.isLeader);
   return { sim, replicas, sent, leadership, client, leader };
-}
-
-/** Runs the simulation until `promise` settles (bounded in virtual time). */
-async function settle<T>(
-  sim: Simulation,
-  promise: Promise<T>,
-  maxTime = 20_000,
-): Promise<T> {
-  let done = false;
-  const tracked = promise.finally(() => done = true);
-  tracked.catch(() => {});
-  await sim.runUntilAsync(() => done, { maxTime });
-  assert.ok(done, `nothing settled within ${maxTime} virtual ms`);
-  return await tracked;
 }
 
 Deno.test("replica: writes that arrive while an entry commits wait and share the next entry", async () => {

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { settle } from "./_sim_helpers.ts";
 import { type SimNodeEnv, Simulation } from "../../sim/mod.ts";
 import { OracleClient } from "../../oracle/client.ts";
 import { OracleReplica } from "../../oracle/replica.ts";
@@ -45,20 +46,6 @@ function cluster(seed: number, options: { electionTicks?: number } = {}) {
   };
   const leader = () => [...replicas.values()].find((r) => r.isLeader);
   return { sim, replicas, client, leader };
-}
-
-/** Runs the simulation until `promise` settles (bounded in virtual time). */
-async function settle<T>(
-  sim: Simulation,
-  promise: Promise<T>,
-  maxTime = 20_000,
-): Promise<T> {
-  let done = false;
-  const tracked = promise.finally(() => done = true);
-  tracked.catch(() => {});
-  await sim.runUntilAsync(() => done, { maxTime });
-  assert.ok(done, `nothing settled within ${maxTime} virtual ms`);
-  return await tracked;
 }
 
 Deno.test("replica: a follower answers not_leader naming the leader", async () => {
