@@ -1,12 +1,14 @@
 /**
  * The client-side state of one Oracle subscription: its position and the
  * rule that turns a stream of events, which may repeat after a resume,
- * into exactly-once, in-order delivery.
+ * into exactly-once, in-order delivery; and the handle the client returns
+ * for it.
  *
  * @module
  */
 
 import type { ChannelEvent } from "./commands.ts";
+import type { OracleError, Subscription } from "./client.ts";
 
 /** What {@linkcode SubscriptionState.accept} found in one `ev` frame. */
 export interface AcceptOutcome {
@@ -68,4 +70,46 @@ export class SubscriptionState {
     }
     return { deliver, duplicates, gap };
   }
+}
+
+/** The client's handle on one subscription. */
+export class ClientSubscription implements Subscription {
+  readonly #state: SubscriptionState;
+  readonly #close: () => void;
+
+  constructor(state: SubscriptionState, close: () => void) {
+    this.#state = state;
+    this.#close = close;
+  }
+
+  get id(): number {
+    return this.#state.id;
+  }
+
+  get path(): string {
+    return this.#state.path;
+  }
+
+  get prefix(): boolean {
+    return this.#state.prefix;
+  }
+
+  get next(): number {
+    return this.#state.next;
+  }
+
+  get closed(): boolean {
+    return this.#state.closed;
+  }
+
+  close(): void {
+    this.#close();
+  }
+}
+
+/** A live subscription with its callbacks. */
+export interface SubEntry {
+  readonly state: SubscriptionState;
+  readonly onEvents: (events: readonly ChannelEvent[]) => void;
+  readonly onError: ((error: OracleError) => void) | undefined;
 }

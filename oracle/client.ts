@@ -42,8 +42,6 @@ import type {
   OracleOp,
   ViewMember,
 } from "./commands.ts";
-import type { ClientFrame } from "./wire.ts";
-import { JsonCodec } from "../transport/codec.ts";
 import {
   checkDuration,
   checkInteger,
@@ -51,7 +49,11 @@ import {
   checkName,
   checkPath,
 } from "./_client_args.ts";
-import { SubscriptionState } from "./_client_subscription.ts";
+import { type Call, CallTable } from "./_client_calls.ts";
+import { Outbox } from "./_client_outbox.ts";
+import { Routing } from "./_client_routing.ts";
+import { emptyStats } from "./_client_stats.ts";
+import { SubscriptionTable } from "./_client_subscription_table.ts";
 import {
   BAD,
   parseAppend,
@@ -75,39 +77,6 @@ const DEFAULT_MAX_INFLIGHT = 1024;
 const DEFAULT_READ_LIMIT = 1000;
 /** The longest session id the Oracle accepts. */
 const MAX_ID_LENGTH = 128;
-/** A request resent to the same (live) target waits at most this many times `requestTimeoutMs`. */
-const MAX_TIMEOUT_FACTOR = 8;
-const BACKOFF_MIN_MS = 5;
-const BACKOFF_SPREAD_MS = 20;
-const BACKOFF_MAX_MS = 200;
-/**
- * A replica that stayed silent past the request timeout, or whose
- * connection went down, is suspect for this long (or until a frame from it
- * arrives): rotation skips it, and `not_leader` hints naming it are
- * ignored. Otherwise a follower that has not noticed a crashed or frozen
- * leader yet sends the client straight back to it.
- */
-const SUSPECT_MS = 1_000;
-/**
- * After a `not_leader` answer that names no usable leader (an election is
- * running), the next replica is tried after 5-15 ms: elections take tens
- * of milliseconds, so a doubling backoff would overshoot the new leader.
- */
-const RETRY_MIN_MS = 5;
-const RETRY_SPREAD_MS = 10;
-/**
- * Consecutive failed targets retried after {@linkcode RETRY_MIN_MS}: about
- * a second of polling, after which a long outage falls back to the
- * doubling backoff so that many clients do not keep the replicas busy.
- */
-const FAST_RETRIES = 100;
-/**
- * A waiting lock request is sent again to the same target after this many
- * times `requestTimeoutMs` without a grant, in case it was lost on the way
- * (the Oracle applies a retried request once; a still-queued retry changes
- * nothing).
- */
-const WAIT_RESEND_FACTOR = 10;
 /** `close()` waits for the Oracle's answer to `close_session` at most this many times `requestTimeoutMs`. */
 const CLOSE_WAIT_FACTOR = 5;
 
@@ -366,108 +335,6 @@ export interface OracleClientStats {
   callbackErrors: number;
 }
 
-function emptyStats(): OracleClientStats {
-  return {
-    requestsSent: 0,
-    resends: 0,
-    replies: 0,
-    staleReplies: 0,
-    redirects: 0,
-    rotations: 0,
-    requestTimeouts: 0,
-    deadlineTimeouts: 0,
-    badFrames: 0,
-    eventsDelivered: 0,
-    duplicateEvents: 0,
-    gaps: 0,
-    resubscribes: 0,
-    staleEvents: 0,
-    transportBackpressure: 0,
-    inflightWaits: 0,
-    overloadRetries: 0,
-    waitResends: 0,
-    callbackErrors: 0,
-  };
-}
-
-/** One request, from the call to its settlement. */
-interface Call {
-  readonly op: OracleOp;
-  readonly what: string;
-  readonly parse: ResultParser<unknown>;
-  readonly resolve: (value: unknown) => void;
-  readonly reject: (error: unknown) => void;
-  /** `Infinity` for waiting locks and internal requests. */
-  readonly deadlineAt: number;
-  /** A waiting lock: the target's silence is watched by the keep-alive instead. */
-  readonly waits: boolean;
-  /** open_session, keepalive, close_session: no slot, no open-session gate. */
-  readonly internal: boolean;
-  /** Request number; 0 until admitted. */
-  r: number;
-  /** When the request was last handed to the transport for the current target; -1 if not. */
-  sentAt: number;
-  /** How long to wait for the current target before acting. */
-  timeoutMs: number;
-  /** Times handed to the transport. */
-  sends: number;
-  /** After an `overloaded` answer: when to send again (0: not waiting). */
-  retryAt: number;
-  /** `overloaded` answers so far. */
-  overloads: number;
-  done: boolean;
-}
-
-/** Something to send to the target, built when it is written. */
-type OutItem =
-  | { readonly k: "req"; readonly call: Call }
-  | { readonly k: "sub"; readonly sub: SubscriptionState }
-  | { readonly k: "suback"; readonly id: number; upTo: number }
-  | { readonly k: "unsub"; readonly id: number };
-
-type WriteOutcome = "ok" | "full" | "unreachable";
-
-/** The client's handle on one subscription. */
-class ClientSubscription implements Subscription {
-  readonly #state: SubscriptionState;
-  readonly #close: () => void;
-
-  constructor(state: SubscriptionState, close: () => void) {
-    this.#state = state;
-    this.#close = close;
-  }
-
-  get id(): number {
-    return this.#state.id;
-  }
-
-  get path(): string {
-    return this.#state.path;
-  }
-
-  get prefix(): boolean {
-    return this.#state.prefix;
-  }
-
-  get next(): number {
-    return this.#state.next;
-  }
-
-  get closed(): boolean {
-    return this.#state.closed;
-  }
-
-  close(): void {
-    this.#close();
-  }
-}
-
-interface SubEntry {
-  readonly state: SubscriptionState;
-  readonly onEvents: (events: readonly ChannelEvent[]) => void;
-  readonly onError: ((error: OracleError) => void) | undefined;
-}
-
 function newClientId(random: Random): string {
   const bytes = random.fill(new Uint8Array(16));
   let hex = "c-";
@@ -568,54 +435,25 @@ export class OracleClient {
   readonly #clock: Clock;
   readonly #random: Random;
   readonly #log: Logger;
-  readonly #replicas: readonly string[];
-  readonly #replicaSet: ReadonlySet<string>;
   readonly #requestedTtlMs: number;
   readonly #requestTimeoutMs: number;
   readonly #deadlineMs: number;
-  readonly #maxInflight: number;
   readonly #tickMs: number;
   readonly #stats: OracleClientStats = emptyStats();
-  readonly #codec = new JsonCodec<ClientFrame>();
+  /** The target replica, suspects, leader hints and retry delays. */
+  readonly #routing: Routing;
+  /** Pending and queued requests. */
+  readonly #calls: CallTable;
+  /** Frames for the target, with backpressure. */
+  readonly #outbox: Outbox;
+  /** Live subscriptions. */
+  readonly #subscriptions: SubscriptionTable;
 
   #state: OracleClientState = "new";
   #ownsTransport = false;
-  #target: PeerId;
-  #leader: PeerId | undefined = undefined;
-  readonly #down = new Set<PeerId>();
-  /** Replicas that timed out or went down, and since when (see {@linkcode SUSPECT_MS}). */
-  readonly #suspects = new Map<PeerId, number>();
-  /** Consecutive target changes without an answer from a target. */
-  #failures = 0;
-  /** Consecutive redirects without an answer: a second one waits (no ping-pong). */
-  #redirectRun = 0;
-  /** When the target last answered a request. */
-  #lastAnswerAt = -Infinity;
-  /**
-   * Multiplies `requestTimeoutMs`: doubles (up to 8) each time a silent
-   * target is left, back to 1 once a target answers within the plain
-   * timeout, so a slow but live Oracle is not abandoned over and over.
-   */
-  #timeoutScale = 1;
-
-  #nextR = 1;
-  readonly #pending = new Map<number, Call>();
-  #userPending = 0;
-  #queue: Call[] = [];
-  #queueHead = 0;
-
-  #outbox: OutItem[] = [];
-  #outboxHead = 0;
-  readonly #subacks = new Map<number, OutItem & { k: "suback" }>();
-  #holding = false;
-  #holdTimer: TimerId | undefined = undefined;
   #tickTimer: TimerId | undefined = undefined;
   #keepaliveTimer: TimerId | undefined = undefined;
-  #keepalive: Call | undefined = undefined;
   #ttlMs: number;
-
-  #nextSubId = 1;
-  readonly #subs = new Map<number, SubEntry>();
 
   #opening: Promise<void> | undefined = undefined;
   #closing: Promise<void> | undefined = undefined;
@@ -645,8 +483,6 @@ export class OracleClient {
         `Invalid replicas ${JSON.stringify(replicas)}: ids repeat`,
       );
     }
-    this.#replicas = [...replicas];
-    this.#replicaSet = new Set(replicas);
     this.#transport = transport;
     this.#clock = options.clock;
     this.#random = options.random;
@@ -675,7 +511,7 @@ export class OracleClient {
       1,
       86_400_000,
     );
-    this.#maxInflight = checkInteger(
+    const maxInflight = checkInteger(
       "maxInflight",
       options.maxInflight ?? DEFAULT_MAX_INFLIGHT,
       1,
@@ -687,7 +523,44 @@ export class OracleClient {
     this.session = options.id === undefined
       ? newClientId(this.#random)
       : checkName("id", options.id, MAX_ID_LENGTH);
-    this.#target = this.#replicas[this.#random.int(this.#replicas.length)];
+    this.#routing = new Routing(
+      replicas,
+      this.#clock,
+      this.#random,
+      this.#stats,
+    );
+    this.#calls = new CallTable({
+      stats: this.#stats,
+      requestTimeoutMs: this.#requestTimeoutMs,
+      send: (call) => this.#outbox.put({ k: "req", call }),
+      timeoutScale: () => this.#routing.timeoutScale,
+      lastAnswerAt: () => this.#routing.lastAnswerAt,
+      timeoutError: (call) => this.#timeoutError(call),
+    }, maxInflight);
+    this.#outbox = new Outbox({
+      session: this.session,
+      transport,
+      clock: this.#clock,
+      log: this.#log,
+      stats: this.#stats,
+      stopped: () => this.#stopped(),
+      target: () => this.#routing.target,
+      ackFloor: () => this.#calls.ackFloor(),
+      fail: (call, error) => this.#calls.fail(call, error),
+      unreachable: () => this.#unreachable(),
+    });
+    this.#subscriptions = new SubscriptionTable({
+      stats: this.#stats,
+      log: this.#log,
+      outbox: this.#outbox,
+      stopped: () => this.#stopped(),
+      target: () => this.#routing.target,
+      notLeader: (error) => this.#notLeader(error),
+      error: (code, message, options) =>
+        new OracleError(code, message, options),
+      callbackFailed: (which, error, subscription) =>
+        this.#callbackFailed(which, error, subscription),
+    });
     transport.setHandler({
       onFrame: (from, payload) => this.#onFrame(from, payload),
       onPeerUp: (peer) => this.#onPeerUp(peer),
@@ -808,7 +681,7 @@ export class OracleClient {
         this.#opening = undefined;
         if (this.#state === "opening") {
           this.#state = "new";
-          this.#failQueued(error);
+          this.#calls.failQueued(error);
         }
         reject(error);
       },
@@ -862,10 +735,10 @@ export class OracleClient {
     const wasOpen = this.#state === "open";
     this.#state = "closing";
     const error = this.#closedError("complete the request");
-    this.#failQueued(error);
-    for (const call of [...this.#pending.values()]) this.#fail(call, error);
-    for (const entry of [...this.#subs.values()]) {
-      this.#closeSubscription(entry.state);
+    this.#calls.failQueued(error);
+    for (const call of this.#calls.snapshot()) this.#calls.fail(call, error);
+    for (const entry of this.#subscriptions.snapshot()) {
+      this.#subscriptions.close(entry.state);
     }
     this.#clearTimer("keepalive");
     if (wasOpen) {
@@ -886,13 +759,11 @@ export class OracleClient {
       this.#clock.clearTimer(bound);
     }
     this.#state = "closed";
-    for (const call of [...this.#pending.values()]) this.#fail(call, error);
+    for (const call of this.#calls.snapshot()) this.#calls.fail(call, error);
     this.#clearTimer("tick");
-    this.#clearTimer("hold");
+    this.#outbox.clearHoldTimer();
     this.#clearTimer("keepalive");
-    this.#outbox = [];
-    this.#outboxHead = 0;
-    this.#subacks.clear();
+    this.#outbox.clear();
     if (this.#ownsTransport) await this.#transport.close();
   }
 
@@ -1298,10 +1169,13 @@ export class OracleClient {
     if (this.#state === "closing" || this.#state === "closed") {
       throw this.#closedError(`subscribe to ${JSON.stringify(path)}`);
     }
-    const state = new SubscriptionState(this.#nextSubId++, path, prefix, from);
-    this.#subs.set(state.id, { state, onEvents, onError: options.onError });
-    this.#put({ k: "sub", sub: state });
-    return new ClientSubscription(state, () => this.#closeSubscription(state));
+    return this.#subscriptions.add(
+      path,
+      prefix,
+      from,
+      onEvents,
+      options.onError,
+    );
   }
 
   // --------------------------------------------------------- inspection
@@ -1333,24 +1207,16 @@ export class OracleClient {
   status(): OracleClientStatus {
     return {
       state: this.#state,
-      target: this.#target,
-      leader: this.#leader,
+      target: this.#routing.target,
+      leader: this.#routing.leader,
       session: this.session,
-      pending: this.#pending.size,
-      queued: this.#queuedCount(),
-      subscriptions: this.#subs.size,
+      pending: this.#calls.size,
+      queued: this.#calls.queuedCount(),
+      subscriptions: this.#subscriptions.size,
     };
   }
 
   // ============================================================ internals
-
-  #queuedCount(): number {
-    let n = 0;
-    for (let i = this.#queueHead; i < this.#queue.length; i++) {
-      if (!this.#queue[i].done) n++;
-    }
-    return n;
-  }
 
   #closedError(what: string): OracleError {
     return new OracleError(
@@ -1429,223 +1295,39 @@ export class OracleClient {
       done: false,
     };
     if (flags.internal) {
-      this.#admit(call);
-    } else if (
-      state !== "open" || this.#userPending >= this.#maxInflight ||
-      this.#queueHead < this.#queue.length
-    ) {
+      this.#calls.admit(call);
+    } else if (state !== "open" || this.#calls.mustWait()) {
       if (state === "open") this.#stats.inflightWaits++;
-      this.#queue.push(call);
+      this.#calls.enqueue(call);
     } else {
-      this.#admit(call);
+      this.#calls.admit(call);
     }
     this.#ensureTick();
     return call;
   }
 
-  #admit(call: Call): void {
-    call.r = this.#nextR++;
-    this.#pending.set(call.r, call);
-    if (!call.internal) this.#userPending++;
-    this.#put({ k: "req", call });
-  }
-
   #admitQueued(): void {
-    const queue = this.#queue;
-    while (
-      this.#state === "open" && this.#userPending < this.#maxInflight &&
-      this.#queueHead < queue.length
-    ) {
-      const call = queue[this.#queueHead++];
-      if (!call.done) this.#admit(call);
-    }
-    if (this.#queueHead === queue.length) {
-      this.#queue = [];
-      this.#queueHead = 0;
-    }
+    this.#calls.admitQueued(() => this.#state === "open");
   }
 
-  #failQueued(error: unknown): void {
-    const queue = this.#queue;
-    this.#queue = [];
-    const head = this.#queueHead;
-    this.#queueHead = 0;
-    for (let i = head; i < queue.length; i++) {
-      const call = queue[i];
-      if (!call.done) {
-        call.done = true;
-        call.reject(error);
-      }
-    }
-  }
-
-  /** Settles a call with an error and forgets it. */
-  #fail(call: Call, error: unknown): void {
-    if (call.done) return;
-    call.done = true;
-    if (call.r !== 0 && this.#pending.get(call.r) === call) {
-      this.#pending.delete(call.r);
-      if (!call.internal) this.#userPending--;
-    }
-    if (call === this.#keepalive) this.#keepalive = undefined;
-    call.reject(error);
-  }
-
-  /** The lowest request number still without a reply (every lower one has its reply). */
-  #ackFloor(): number {
-    for (const r of this.#pending.keys()) return r;
-    return this.#nextR;
-  }
-
-  // -------------------------------------------------------------- sending
-
-  #put(item: OutItem): void {
-    if (this.#state === "closed" || this.#state === "expired") return;
-    // While holding, everything is regenerated from state at release.
-    if (this.#holding) return;
-    if (item.k === "suback") {
-      const queued = this.#subacks.get(item.id);
-      if (queued !== undefined) {
-        queued.upTo = item.upTo;
-        return;
-      }
-    }
-    if (this.#outboxHead < this.#outbox.length) {
-      this.#enqueueOut(item);
-      return;
-    }
-    const outcome = this.#write(item);
-    if (outcome === "full") {
-      this.#enqueueOut(item);
-    } else if (outcome === "unreachable") {
-      this.#unreachable();
-    }
-  }
-
-  #enqueueOut(item: OutItem): void {
-    if (item.k === "suback") this.#subacks.set(item.id, item);
-    this.#outbox.push(item);
-  }
-
-  #flush(): void {
-    const outbox = this.#outbox;
-    while (!this.#holding && this.#outboxHead < outbox.length) {
-      const item = outbox[this.#outboxHead];
-      const outcome = this.#write(item);
-      if (outcome === "full") return;
-      this.#outboxHead++;
-      if (item.k === "suback") this.#subacks.delete(item.id);
-      if (outcome === "unreachable") {
-        this.#unreachable();
-        return;
-      }
-    }
-    if (this.#outbox === outbox && this.#outboxHead === outbox.length) {
-      this.#outbox = [];
-      this.#outboxHead = 0;
-    }
-  }
-
-  /** Builds, encodes and hands one item to the transport, to the target. */
-  #write(item: OutItem): WriteOutcome {
-    let frame: ClientFrame;
-    switch (item.k) {
-      case "req": {
-        const call = item.call;
-        if (call.done) return "ok";
-        frame = {
-          t: "req",
-          s: this.session,
-          r: call.r,
-          a: this.#ackFloor(),
-          op: call.op,
-        };
-        break;
-      }
-      case "sub":
-        if (item.sub.closed) return "ok";
-        frame = {
-          t: "sub",
-          id: item.sub.id,
-          path: item.sub.path,
-          prefix: item.sub.prefix,
-          from: item.sub.next,
-        };
-        break;
-      case "suback":
-        frame = { t: "suback", id: item.id, upTo: item.upTo };
-        break;
-      case "unsub":
-        frame = { t: "unsub", id: item.id };
-        break;
-    }
-    let bytes: Uint8Array;
-    try {
-      bytes = this.#codec.encode(frame);
-    } catch (error) {
-      if (item.k === "req") this.#fail(item.call, error);
-      return "ok";
-    }
-    let accepted: boolean;
-    try {
-      accepted = this.#transport.send(this.#target, bytes);
-    } catch (error) {
-      if (error instanceof RangeError) {
-        if (item.k === "req") {
-          this.#fail(
-            item.call,
-            new RangeError(
-              `Cannot ${item.call.what}: the request is ${bytes.length} bytes, more than the transport's maximum frame size ${this.#transport.maxFrameSize}`,
-              { cause: error },
-            ),
-          );
-        }
-        return "ok";
-      }
-      this.#log.log("warn", "oracle_client_unreachable", {
-        target: this.#target,
-        error: String(error),
-      });
-      return "unreachable";
-    }
-    if (!accepted) {
-      this.#stats.transportBackpressure++;
-      return "full";
-    }
-    if (item.k === "req") {
-      const call = item.call;
-      if (call.sends > 0) this.#stats.resends++;
-      call.sends++;
-      call.sentAt = this.#clock.now();
-      this.#stats.requestsSent++;
-    }
-    return "ok";
-  }
-
-  /** Best-effort frame to a replica other than the target (no queueing). */
-  #sendAside(peer: PeerId, frame: ClientFrame): void {
-    try {
-      this.#transport.send(peer, this.#codec.encode(frame));
-    } catch {
-      // Best effort: the peer may be unknown to the transport.
-    }
+  #stopped(): boolean {
+    return this.#state === "closed" || this.#state === "expired";
   }
 
   /** Sends every live subscription and pending request to the target again. */
   #resendAll(): void {
-    this.#outbox = [];
-    this.#outboxHead = 0;
-    this.#subacks.clear();
-    for (const entry of this.#subs.values()) {
-      this.#put({ k: "sub", sub: entry.state });
-      if (this.#holding) return;
+    const outbox = this.#outbox;
+    outbox.clear();
+    for (const entry of this.#subscriptions.entries()) {
+      outbox.put({ k: "sub", sub: entry.state });
+      if (outbox.holding) return;
     }
-    for (const call of [...this.#pending.values()]) {
+    for (const call of this.#calls.snapshot()) {
       call.sentAt = -1;
       call.retryAt = 0;
       call.timeoutMs = this.#requestTimeoutMs;
-      this.#put({ k: "req", call });
-      if (this.#holding) return;
+      outbox.put({ k: "req", call });
+      if (outbox.holding) return;
     }
   }
 
@@ -1653,17 +1335,13 @@ export class OracleClient {
 
   /** Changes the target and resends everything, at once or after `delayMs`. */
   #moveTo(peer: PeerId, delayMs: number, reason: string): void {
-    const old = this.#target;
-    this.#clearTimer("hold");
-    this.#holding = false;
-    this.#target = peer;
-    this.#outbox = [];
-    this.#outboxHead = 0;
-    this.#subacks.clear();
-    for (const call of this.#pending.values()) call.sentAt = -1;
-    if (old !== peer && !this.#down.has(old)) {
-      for (const id of this.#subs.keys()) {
-        this.#sendAside(old, { t: "unsub", id });
+    this.#outbox.unhold();
+    const old = this.#routing.setTarget(peer);
+    this.#outbox.clear();
+    for (const call of this.#calls.pending()) call.sentAt = -1;
+    if (old !== peer && !this.#routing.isDown(old)) {
+      for (const id of this.#subscriptions.ids()) {
+        this.#outbox.sendAside(old, { t: "unsub", id });
       }
     }
     this.#log.log("debug", "oracle_client_target", {
@@ -1673,136 +1351,74 @@ export class OracleClient {
       delayMs,
     });
     if (delayMs > 0) {
-      this.#holding = true;
-      this.#holdTimer = this.#clock.setTimer(delayMs, () => {
-        this.#holdTimer = undefined;
-        this.#holding = false;
-        if (this.#state === "closed" || this.#state === "expired") return;
-        this.#resendAll();
-      });
+      this.#outbox.hold(delayMs, () => this.#resendAll());
     } else {
       this.#resendAll();
     }
   }
 
-  #backoffMs(): number {
-    const step = Math.min(this.#failures, 6);
-    const low = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** step);
-    const high = Math.min(BACKOFF_MAX_MS, BACKOFF_SPREAD_MS * 2 ** step);
-    return low + this.#random.int(high - low + 1);
-  }
-
-  /** Delay before trying another replica when no leader is named. */
-  #retryMs(): number {
-    return this.#failures < FAST_RETRIES
-      ? RETRY_MIN_MS + this.#random.int(RETRY_SPREAD_MS + 1)
-      : this.#backoffMs();
-  }
-
-  /** Whether `peer` timed out or went down less than {@linkcode SUSPECT_MS} ago. */
-  #isSuspect(peer: PeerId): boolean {
-    const since = this.#suspects.get(peer);
-    if (since === undefined) return false;
-    if (this.#clock.now() - since < SUSPECT_MS) return true;
-    this.#suspects.delete(peer);
-    return false;
-  }
-
-  /**
-   * The replica after the target, preferring one neither down nor
-   * suspect, then one not down, then simply the next one.
-   */
-  #nextReplica(): PeerId {
-    const replicas = this.#replicas;
-    const start = replicas.indexOf(this.#target);
-    let notDown: PeerId | undefined;
-    for (let i = 1; i <= replicas.length; i++) {
-      const candidate = replicas[(start + i) % replicas.length];
-      if (this.#down.has(candidate)) continue;
-      if (!this.#isSuspect(candidate)) return candidate;
-      notDown ??= candidate;
-    }
-    return notDown ?? replicas[(start + 1) % replicas.length];
-  }
-
   #rotate(reason: string, delayMs: number): void {
-    this.#stats.rotations++;
-    this.#failures++;
-    if (this.#leader === this.#target) this.#leader = undefined;
-    this.#moveTo(this.#nextReplica(), delayMs, reason);
+    this.#moveTo(this.#routing.rotation(), delayMs, reason);
   }
 
   #unreachable(): void {
-    this.#down.add(this.#target);
-    this.#suspects.set(this.#target, this.#clock.now());
-    this.#rotate("unreachable", this.#backoffMs());
+    this.#routing.markUnreachable();
+    this.#rotate("unreachable", this.#routing.backoffMs());
   }
 
   /** A `not_leader` answer from the target, for a request or a subscription. */
   #notLeader(error: OracleErrorResult): void {
-    const hint = error.leader;
-    if (
-      hint !== undefined && hint !== this.#target &&
-      this.#replicaSet.has(hint) && !this.#down.has(hint) &&
-      !this.#isSuspect(hint)
-    ) {
-      this.#stats.redirects++;
-      this.#leader = hint;
-      // The first redirect goes at once; replicas naming each other in
-      // turn (hints still settling) are followed after a retry delay.
-      const delay = this.#redirectRun > 0 ? this.#retryMs() : 0;
-      this.#redirectRun++;
-      this.#failures++;
-      this.#moveTo(hint, delay, "redirect");
+    const redirect = this.#routing.redirect(error);
+    if (redirect !== undefined) {
+      this.#moveTo(redirect.peer, redirect.delayMs, "redirect");
       return;
     }
-    if (hint !== undefined && !this.#replicaSet.has(hint)) {
+    const hint = error.leader;
+    if (hint !== undefined && !this.#routing.has(hint)) {
       this.#log.log("warn", "oracle_client_unknown_leader", { leader: hint });
     }
-    this.#rotate("not_leader", this.#retryMs());
+    this.#rotate("not_leader", this.#routing.retryMs());
   }
 
   #onPeerDown(peer: PeerId): void {
-    if (!this.#replicaSet.has(peer)) return;
-    this.#down.add(peer);
-    this.#suspects.set(peer, this.#clock.now());
-    if (this.#state === "closed" || this.#state === "expired") return;
-    if (peer === this.#target) this.#rotate("peer_down", 0);
+    if (!this.#routing.peerDown(peer)) return;
+    if (this.#stopped()) return;
+    if (peer === this.#routing.target) this.#rotate("peer_down", 0);
   }
 
   #onPeerUp(peer: PeerId): void {
-    if (!this.#replicaSet.has(peer)) return;
-    this.#down.delete(peer);
-    if (this.#state === "closed" || this.#state === "expired") return;
-    if (this.#down.has(this.#target)) this.#moveTo(peer, 0, "peer_up");
+    if (!this.#routing.peerUp(peer)) return;
+    if (this.#stopped()) return;
+    if (this.#routing.isDown(this.#routing.target)) {
+      this.#moveTo(peer, 0, "peer_up");
+    }
   }
 
   #onDrain(peer: PeerId): void {
-    if (peer === this.#target) this.#flush();
+    if (peer === this.#routing.target) this.#outbox.flush();
   }
 
   // ------------------------------------------------------------ receiving
 
   #onFrame(from: PeerId, payload: Uint8Array): void {
-    if (this.#state === "closed" || this.#state === "expired") return;
-    const frame = this.#replicaSet.has(from)
+    if (this.#stopped()) return;
+    const frame = this.#routing.has(from)
       ? parseReplicaFrame(payload)
       : undefined;
     if (frame === undefined) {
       this.#badFrame(from, "malformed or unknown sender");
       return;
     }
-    // It answers again (a frozen process resumed, a pause ended).
-    if (this.#suspects.size > 0) this.#suspects.delete(from);
+    this.#routing.heard(from);
     switch (frame.t) {
       case "res":
         this.#onResponse(from, frame);
         break;
       case "ev":
-        this.#onEvents(from, frame.id, frame.events);
+        this.#subscriptions.onEvents(from, frame.id, frame.events);
         break;
       case "subend":
-        this.#onSubscriptionEnd(from, frame.id, frame.err);
+        this.#subscriptions.onEnd(from, frame.id, frame.err);
         break;
     }
   }
@@ -1817,7 +1433,7 @@ export class OracleClient {
   }
 
   #onResponse(from: PeerId, frame: ParsedFrame & { t: "res" }): void {
-    const call = this.#pending.get(frame.r);
+    const call = this.#calls.get(frame.r);
     if (call === undefined) {
       this.#stats.staleReplies++;
       return;
@@ -1826,7 +1442,7 @@ export class OracleClient {
     if (err !== undefined) {
       if (err.code === "not_leader") {
         // From a former target: the request was already resent elsewhere.
-        if (from === this.#target) this.#notLeader(err);
+        if (from === this.#routing.target) this.#notLeader(err);
         else this.#stats.staleReplies++;
         return;
       }
@@ -1852,7 +1468,7 @@ export class OracleClient {
         return;
       }
       this.#stats.replies++;
-      this.#fail(
+      this.#calls.fail(
         call,
         new OracleError(
           err.code,
@@ -1874,127 +1490,12 @@ export class OracleClient {
 
   #settle(call: Call, value: unknown): void {
     this.#stats.replies++;
-    call.done = true;
-    this.#pending.delete(call.r);
-    if (!call.internal) this.#userPending--;
-    if (call === this.#keepalive) this.#keepalive = undefined;
-    call.resolve(value);
+    this.#calls.settle(call, value);
     this.#admitQueued();
   }
 
   #answered(from: PeerId, call: Call): void {
-    if (from !== this.#target) return;
-    const now = this.#clock.now();
-    this.#lastAnswerAt = now;
-    this.#failures = 0;
-    this.#redirectRun = 0;
-    this.#leader = from;
-    if (call.sentAt >= 0 && now - call.sentAt < this.#requestTimeoutMs) {
-      this.#timeoutScale = 1;
-    }
-  }
-
-  #onEvents(
-    from: PeerId,
-    id: number,
-    events: readonly ChannelEvent[],
-  ): void {
-    const entry = this.#subs.get(id);
-    if (entry === undefined) {
-      this.#stats.staleEvents++;
-      if (id < this.#nextSubId) this.#sendAside(from, { t: "unsub", id });
-      return;
-    }
-    if (from !== this.#target) {
-      this.#stats.staleEvents++;
-      return;
-    }
-    const state = entry.state;
-    const outcome = state.accept(events);
-    this.#stats.duplicateEvents += outcome.duplicates;
-    if (outcome.deliver.length > 0) {
-      this.#stats.eventsDelivered += outcome.deliver.length;
-      try {
-        entry.onEvents(outcome.deliver);
-      } catch (error) {
-        this.#callbackFailed("onEvents", error, state.id);
-      }
-    }
-    if (state.closed || this.#subs.get(id) !== entry) return;
-    if (this.#state === "closed" || this.#state === "expired") return;
-    if (outcome.gap) {
-      this.#stats.gaps++;
-      this.#stats.resubscribes++;
-      this.#log.log("warn", "oracle_client_gap", {
-        from,
-        subscription: id,
-        next: state.next,
-      });
-      this.#put({ k: "sub", sub: state });
-    } else {
-      this.#put({ k: "suback", id, upTo: state.next - 1 });
-    }
-  }
-
-  #onSubscriptionEnd(
-    from: PeerId,
-    id: number,
-    err: OracleErrorResult,
-  ): void {
-    const entry = this.#subs.get(id);
-    if (entry === undefined || from !== this.#target) {
-      this.#stats.staleEvents++;
-      return;
-    }
-    const state = entry.state;
-    if (err.code === "not_leader") {
-      this.#notLeader(err);
-      return;
-    }
-    if (
-      err.code === "compacted" && err.first !== undefined &&
-      err.first <= state.next
-    ) {
-      // Ends an older instance of this subscription: next is still there.
-      this.#stats.resubscribes++;
-      this.#put({ k: "sub", sub: state });
-      return;
-    }
-    const what = state.prefix
-      ? `follow prefix ${
-        JSON.stringify(state.path)
-      } from revision ${state.next}`
-      : `follow ${JSON.stringify(state.path)} from ${state.next}`;
-    this.#endSubscription(
-      entry,
-      new OracleError(err.code, `Cannot ${what}: ${err.message || err.code}`, {
-        leader: err.leader,
-        first: err.first,
-      }),
-    );
-  }
-
-  #endSubscription(entry: SubEntry, error: OracleError): void {
-    const state = entry.state;
-    if (state.closed) return;
-    state.closed = true;
-    this.#subs.delete(state.id);
-    this.#subacks.delete(state.id);
-    if (entry.onError !== undefined) {
-      try {
-        entry.onError(error);
-      } catch (cause) {
-        this.#callbackFailed("onError", cause, state.id);
-      }
-    }
-  }
-
-  #closeSubscription(state: SubscriptionState): void {
-    if (state.closed) return;
-    state.closed = true;
-    this.#subs.delete(state.id);
-    this.#subacks.delete(state.id);
-    this.#put({ k: "unsub", id: state.id });
+    this.#routing.answered(from, call.sentAt, this.#requestTimeoutMs);
   }
 
   #callbackFailed(which: string, error: unknown, subscription?: number): void {
@@ -2025,17 +1526,14 @@ export class OracleClient {
     });
     this.#state = "expired";
     this.#clearTimer("tick");
-    this.#clearTimer("hold");
+    this.#outbox.unhold();
     this.#clearTimer("keepalive");
-    this.#holding = false;
-    this.#outbox = [];
-    this.#outboxHead = 0;
-    this.#subacks.clear();
+    this.#outbox.clear();
     const error = this.#expiredError("complete the request");
-    this.#failQueued(error);
-    for (const call of [...this.#pending.values()]) this.#fail(call, error);
-    for (const entry of [...this.#subs.values()]) {
-      this.#endSubscription(
+    this.#calls.failQueued(error);
+    for (const call of this.#calls.snapshot()) this.#calls.fail(call, error);
+    for (const entry of this.#subscriptions.snapshot()) {
+      this.#subscriptions.end(
         entry,
         this.#expiredError(`follow ${JSON.stringify(entry.state.path)}`),
       );
@@ -2046,16 +1544,11 @@ export class OracleClient {
 
   // -------------------------------------------------------------- timers
 
-  #clearTimer(which: "tick" | "hold" | "keepalive"): void {
-    const id = which === "tick"
-      ? this.#tickTimer
-      : which === "hold"
-      ? this.#holdTimer
-      : this.#keepaliveTimer;
+  #clearTimer(which: "tick" | "keepalive"): void {
+    const id = which === "tick" ? this.#tickTimer : this.#keepaliveTimer;
     if (id === undefined) return;
     this.#clock.clearTimer(id);
     if (which === "tick") this.#tickTimer = undefined;
-    else if (which === "hold") this.#holdTimer = undefined;
     else this.#keepaliveTimer = undefined;
   }
 
@@ -2064,8 +1557,8 @@ export class OracleClient {
     this.#keepaliveTimer = this.#clock.setTimer(this.#ttlMs / 4, () => {
       this.#keepaliveTimer = undefined;
       if (this.#state !== "open") return;
-      if (this.#keepalive === undefined) {
-        this.#keepalive = this.#start(
+      if (this.#calls.keepalive === undefined) {
+        this.#calls.keepalive = this.#start(
           { op: "keepalive" },
           `keep session ${this.session} alive`,
           parseNothing,
@@ -2080,10 +1573,8 @@ export class OracleClient {
 
   #ensureTick(): void {
     if (this.#tickTimer !== undefined) return;
-    if (this.#state === "closed" || this.#state === "expired") return;
-    if (this.#pending.size === 0 && this.#queueHead >= this.#queue.length) {
-      return;
-    }
+    if (this.#stopped()) return;
+    if (this.#calls.idle()) return;
     this.#tickTimer = this.#clock.setTimer(this.#tickMs, () => {
       this.#tickTimer = undefined;
       this.#tick();
@@ -2093,65 +1584,10 @@ export class OracleClient {
 
   /** Deadlines, then request timeouts. */
   #tick(): void {
-    if (this.#state === "closed" || this.#state === "expired") return;
+    if (this.#stopped()) return;
     const now = this.#clock.now();
-    // Queued calls: deadlines grow along the queue, except waiting locks (Infinity).
-    const queue = this.#queue;
-    for (let i = this.#queueHead; i < queue.length; i++) {
-      const call = queue[i];
-      if (call.done || call.deadlineAt === Infinity) continue;
-      if (call.deadlineAt > now) break;
-      this.#stats.deadlineTimeouts++;
-      this.#fail(call, this.#timeoutError(call));
-    }
-    let stalled = false;
-    for (const call of [...this.#pending.values()]) {
-      if (call.done) continue;
-      if (call.deadlineAt <= now) {
-        this.#stats.deadlineTimeouts++;
-        this.#fail(call, this.#timeoutError(call));
-        continue;
-      }
-      if (call.retryAt > 0) {
-        if (call.retryAt <= now && !stalled) {
-          call.retryAt = 0;
-          this.#put({ k: "req", call });
-        }
-        continue;
-      }
-      if (call.waits) {
-        if (
-          call.sentAt >= 0 && !stalled &&
-          now - call.sentAt >= this.#requestTimeoutMs * WAIT_RESEND_FACTOR
-        ) {
-          this.#stats.waitResends++;
-          call.sentAt = -1;
-          this.#put({ k: "req", call });
-        }
-        continue;
-      }
-      if (call.sentAt < 0 || stalled) continue;
-      if (now - call.sentAt < call.timeoutMs * this.#timeoutScale) continue;
-      if (this.#lastAnswerAt > call.sentAt) {
-        // The target answers others: resend this one (it may have been
-        // lost), waiting longer each time.
-        call.timeoutMs = Math.min(
-          call.timeoutMs * 2,
-          this.#requestTimeoutMs * MAX_TIMEOUT_FACTOR,
-        );
-        call.sentAt = -1;
-        this.#put({ k: "req", call });
-      } else {
-        stalled = true;
-      }
-    }
-    if (stalled) {
-      this.#suspects.set(this.#target, now);
-      this.#stats.requestTimeouts++;
-      this.#timeoutScale = Math.min(
-        MAX_TIMEOUT_FACTOR,
-        this.#timeoutScale * 2,
-      );
+    if (this.#calls.tick(now)) {
+      this.#routing.stalled(now);
       this.#rotate("timeout", 0);
     }
     this.#admitQueued();
