@@ -22,6 +22,7 @@ import type { Clock, TimerId } from "../runtime/clock.ts";
 import { type Logger, silentLogger } from "../runtime/log.ts";
 import type { Random } from "../runtime/random.ts";
 import type { Storage } from "../runtime/storage.ts";
+import { JsonCodec } from "../transport/codec.ts";
 import type { PeerId, Transport } from "../transport/transport.ts";
 import type {
   ClientRequest,
@@ -188,9 +189,6 @@ interface PendingRead {
   readonly op: ReadOp;
 }
 
-const encoder = new TextEncoder();
-const decoder = new TextDecoder("utf-8", { fatal: true });
-
 /**
  * One replica of an Oracle group.
  *
@@ -250,6 +248,8 @@ export class OracleReplica {
   readonly #raft: RaftNode<EntryCommand>;
   readonly #wal: Wal<EntryCommand>;
   readonly #sync: SyncQueue;
+  /** Encodes into one reused buffer: transports copy a frame on `send`. */
+  readonly #codec = new JsonCodec<unknown>();
   readonly #subs: SubscriptionTable;
   #sm: OracleStateMachine;
   #appliedTerm = 0;
@@ -486,7 +486,7 @@ export class OracleReplica {
     if (this.#stopped) return;
     let frame: unknown;
     try {
-      frame = JSON.parse(decoder.decode(payload));
+      frame = this.#codec.decode(payload);
     } catch {
       this.#counters.malformedFrames++;
       return;
@@ -993,11 +993,11 @@ export class OracleReplica {
   }
 
   #sendRaft(to: ReplicaId, message: RaftMessage<EntryCommand>): void {
-    this.#send(to, encoder.encode(JSON.stringify({ t: "raft", m: message })));
+    this.#send(to, this.#codec.encode({ t: "raft", m: message }));
   }
 
   #sendClient(to: PeerId, frame: ReplicaToClientFrame): void {
-    this.#send(to, encoder.encode(JSON.stringify(frame)));
+    this.#send(to, this.#codec.encode(frame));
   }
 
   #send(to: PeerId, payload: Uint8Array): void {

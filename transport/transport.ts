@@ -153,7 +153,9 @@ export interface Transport {
   /**
    * Queues one frame for `to`. Returns `true` if the frame was accepted and
    * `false` if it was refused because the queue to `to` is full
-   * (backpressure: wait for {@linkcode TransportHandler.onDrain}).
+   * (backpressure: wait for {@linkcode TransportHandler.onDrain}). The
+   * transport copies `payload` before it returns, so the caller may reuse
+   * its buffer (for example a codec's).
    *
    * @throws {RangeError} if the payload is larger than `maxFrameSize`.
    * @throws {TypeError} if `to` was never heard of (no address, never connected).
