@@ -39,6 +39,7 @@ import type {
   RaftMessage,
   RaftReady,
   ReplicaId,
+  Snapshot,
 } from "./raft_types.ts";
 import {
   OracleStateMachine,
@@ -344,17 +345,8 @@ export class OracleReplica {
     if (tornTailRepaired) {
       this.#log.log("warn", "oracle.wal.torn_tail_repaired", { id: this.#id });
     }
-    if (restored.snapshot !== undefined) {
-      this.#sm = OracleStateMachine.restore(
-        restored.snapshot.data,
-        this.#smOptions,
-      );
-      this.#appliedTerm = restored.snapshot.meta.term;
-      this.#lastSnapshotIndex = restored.snapshot.meta.index;
-      this.#observer?.restored?.(this.#id, restored.snapshot.meta.index);
-    } else {
-      this.#sm = new OracleStateMachine(this.#smOptions);
-    }
+    this.#sm = new OracleStateMachine(this.#smOptions);
+    if (restored.snapshot !== undefined) this.#restore(restored.snapshot);
     this.#raft = new RaftNode<EntryCommand>({
       id: this.#id,
       replicas,
@@ -731,13 +723,7 @@ export class OracleReplica {
       // A snapshot from the leader replaces the whole log; entries kept
       // after it come again in `ready.entries`.
       this.#wal.installSnapshot(ready.snapshot, { discardEntriesAfter: true });
-      this.#sm = OracleStateMachine.restore(
-        ready.snapshot.data,
-        this.#smOptions,
-      );
-      this.#appliedTerm = ready.snapshot.meta.term;
-      this.#lastSnapshotIndex = ready.snapshot.meta.index;
-      this.#observer?.restored?.(this.#id, ready.snapshot.meta.index);
+      this.#restore(ready.snapshot);
       this.#resetLeaderState();
     }
     const wrote = ready.hardState !== undefined || ready.entries.length > 0 ||
@@ -793,6 +779,14 @@ export class OracleReplica {
       for (const out of lazy) this.#sendRaft(out.to, out.message);
     }
     this.#maybeSnapshot();
+  }
+
+  /** Replaces the state machine with a snapshot's (at start, or from the leader). */
+  #restore(snapshot: Snapshot): void {
+    this.#sm = OracleStateMachine.restore(snapshot.data, this.#smOptions);
+    this.#appliedTerm = snapshot.meta.term;
+    this.#lastSnapshotIndex = snapshot.meta.index;
+    this.#observer?.restored?.(this.#id, snapshot.meta.index);
   }
 
   #apply(entry: LogEntry<EntryCommand>): void {
