@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { runScenario } from "../../sim/mod.ts";
+import { assertSeedsPassWithFaults } from "./_seeds.ts";
 import { scenarios } from "./main.ts";
 import { oracleScenarios } from "./scenarios/oracle.ts";
 import { checkViewStream } from "./scenarios/_oracle_checks.ts";
@@ -18,37 +18,19 @@ const oracle = oracleScenarios.find((s) => s.name === "oracle")!;
 const REGRESSION_SEEDS = [1, 2, 3, 4, 5, 6, 16];
 
 Deno.test("oracle scenario: regression seeds and a range pass, and every kind of fault is injected", async () => {
-  const totals: Record<string, number> = {};
-  const failures: string[] = [];
-  const seeds = [
+  await assertSeedsPassWithFaults(oracle, [
     ...REGRESSION_SEEDS,
     ...Array.from({ length: 13 }, (_, i) => 1000 + i),
-  ];
-  for (const seed of seeds) {
-    const result = await runScenario(oracle, seed);
-    if (!result.ok) failures.push(`seed ${seed}: ${result.failure}`);
-    for (const [k, v] of Object.entries(result.faults)) {
-      totals[k] = (totals[k] ?? 0) + v;
-    }
-  }
-  assert.deepEqual(failures, []);
-  for (
-    const fault of [
-      "droppedByLoss",
-      "droppedByPartition",
-      "duplicated",
-      "reordered",
-      "crashes",
-      "restarts",
-      "partitions",
-      "heals",
-    ]
-  ) {
-    assert.ok(
-      totals[fault] > 0,
-      `no ${fault} in ${seeds.length} seeds: ${JSON.stringify(totals)}`,
-    );
-  }
+  ], [
+    "droppedByLoss",
+    "droppedByPartition",
+    "duplicated",
+    "reordered",
+    "crashes",
+    "restarts",
+    "partitions",
+    "heals",
+  ]);
 });
 
 Deno.test("oracle scenario: a seed replays to the same hash; seeds differ", async () => {

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { runScenario } from "../../sim/mod.ts";
+import { assertSeedsPassWithFaults } from "./_seeds.ts";
 import { transportScenarios } from "./scenarios/transport.ts";
 import { LOG_FILE, parseLog } from "./scenarios/_reliable_broadcast.ts";
 import { scenarios } from "./main.ts";
@@ -7,18 +7,10 @@ import { scenarios } from "./main.ts";
 const transport = transportScenarios.find((s) => s.name === "transport")!;
 
 Deno.test("transport scenario: passes a range of seeds and injects every kind of fault", async () => {
-  const totals: Record<string, number> = {};
-  const failures: string[] = [];
-  for (let seed = 1; seed <= 40; seed++) {
-    const result = await runScenario(transport, seed);
-    if (!result.ok) failures.push(`seed ${seed}: ${result.failure}`);
-    for (const [k, v] of Object.entries(result.faults)) {
-      totals[k] = (totals[k] ?? 0) + v;
-    }
-  }
-  assert.deepEqual(failures, []);
-  for (
-    const fault of [
+  await assertSeedsPassWithFaults(
+    transport,
+    Array.from({ length: 40 }, (_, i) => i + 1),
+    [
       "droppedByLoss",
       "droppedByPartition",
       "droppedReceiverDown",
@@ -31,13 +23,8 @@ Deno.test("transport scenario: passes a range of seeds and injects every kind of
       "heals",
       "timersDroppedByCrash",
       "syncErrors",
-    ]
-  ) {
-    assert.ok(
-      totals[fault] > 0,
-      `no ${fault} in 40 seeds: ${JSON.stringify(totals)}`,
-    );
-  }
+    ],
+  );
 });
 
 Deno.test("transport scenario: a seed replays to the same hash; seeds differ", async () => {
