@@ -213,16 +213,22 @@ export class EventLoop {
    * @throws {SimulationError} if a callback throws or the budget runs out.
    */
   runFor(ms: number): number {
-    if (!(Number.isFinite(ms) && ms >= 0)) {
-      throw new RangeError(`Invalid duration ${ms}: must be finite and >= 0`);
-    }
-    const end = this.#now + ms;
+    const end = this.#now + checkDuration(ms);
     const start = this.#executed;
-    for (;;) {
-      const next = this.#queue.peek();
-      if (next === undefined || next.time > end) break;
-      this.step();
-    }
+    while (this.#stepIfDue(end));
+    this.#now = end;
+    return this.#executed - start;
+  }
+
+  /**
+   * {@linkcode EventLoop.runFor}, awaiting `settle` after every event so
+   * promise continuations run before the next event.
+   */
+  async runForAsync(ms: number, settle: () => Promise<void>): Promise<number> {
+    const end = this.#now + checkDuration(ms);
+    const start = this.#executed;
+    await settle();
+    while (this.#stepIfDue(end)) await settle();
     this.#now = end;
     return this.#executed - start;
   }
@@ -237,25 +243,14 @@ export class EventLoop {
    * @throws {RangeError} if `maxTime` is negative or NaN.
    * @throws {SimulationError} if a callback throws or the budget runs out.
    */
-  /**
-   * {@linkcode EventLoop.runFor}, awaiting `settle` after every event so
-   * promise continuations run before the next event.
-   */
-  async runForAsync(ms: number, settle: () => Promise<void>): Promise<number> {
-    if (!(Number.isFinite(ms) && ms >= 0)) {
-      throw new RangeError(`Invalid duration ${ms}: must be finite and >= 0`);
+  runUntil(predicate: () => boolean, maxTime: number): boolean {
+    const end = this.#now + checkMaxTime(maxTime);
+    if (predicate()) return true;
+    while (this.#stepIfDue(end)) {
+      if (predicate()) return true;
     }
-    const end = this.#now + ms;
-    const start = this.#executed;
-    await settle();
-    for (;;) {
-      const next = this.#queue.peek();
-      if (next === undefined || next.time > end) break;
-      this.step();
-      await settle();
-    }
-    this.#now = end;
-    return this.#executed - start;
+    if (end !== Infinity) this.#now = end;
+    return false;
   }
 
   /**
@@ -267,38 +262,36 @@ export class EventLoop {
     maxTime: number,
     settle: () => Promise<void>,
   ): Promise<boolean> {
-    if (!(maxTime >= 0)) {
-      throw new RangeError(`Invalid maxTime ${maxTime}: must be >= 0`);
-    }
-    const end = this.#now + maxTime;
+    const end = this.#now + checkMaxTime(maxTime);
     await settle();
     if (predicate()) return true;
-    for (;;) {
-      const next = this.#queue.peek();
-      if (next === undefined || next.time > end) {
-        if (end !== Infinity) this.#now = end;
-        return false;
-      }
-      this.step();
+    while (this.#stepIfDue(end)) {
       await settle();
       if (predicate()) return true;
     }
+    if (end !== Infinity) this.#now = end;
+    return false;
   }
 
-  runUntil(predicate: () => boolean, maxTime: number): boolean {
-    if (!(maxTime >= 0)) {
-      throw new RangeError(`Invalid maxTime ${maxTime}: must be >= 0`);
-    }
-    const end = this.#now + maxTime;
-    if (predicate()) return true;
-    for (;;) {
-      const next = this.#queue.peek();
-      if (next === undefined || next.time > end) {
-        if (end !== Infinity) this.#now = end;
-        return false;
-      }
-      this.step();
-      if (predicate()) return true;
-    }
+  /** Runs the next event if it is due by `end`; returns whether one ran. */
+  #stepIfDue(end: number): boolean {
+    const next = this.#queue.peek();
+    if (next === undefined || next.time > end) return false;
+    this.step();
+    return true;
   }
+}
+
+function checkDuration(ms: number): number {
+  if (!(Number.isFinite(ms) && ms >= 0)) {
+    throw new RangeError(`Invalid duration ${ms}: must be finite and >= 0`);
+  }
+  return ms;
+}
+
+function checkMaxTime(maxTime: number): number {
+  if (!(maxTime >= 0)) {
+    throw new RangeError(`Invalid maxTime ${maxTime}: must be >= 0`);
+  }
+  return maxTime;
 }
