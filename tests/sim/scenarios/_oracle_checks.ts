@@ -51,6 +51,7 @@ export class OracleChecker implements WorkerRecorder {
   readonly endedSessions: { session: string; call: number; ret: number }[] = [];
   readonly fatalErrors: string[] = [];
   appliedEntries = 0;
+  #highestApplied = 0;
   deliveredEvents = 0;
   duplicateEntriesSeen = 0;
 
@@ -65,6 +66,11 @@ export class OracleChecker implements WorkerRecorder {
   /** A replica (re)starts: it applies from scratch or from its snapshot. */
   replicaStarted(replica: string): void {
     this.#lastApplied.set(replica, 0);
+  }
+
+  /** Highest index any replica applied. */
+  get highestApplied(): number {
+    return this.#highestApplied;
   }
 
   /** The hooks the replicas call. */
@@ -82,6 +88,7 @@ export class OracleChecker implements WorkerRecorder {
       if (seen === undefined) {
         this.#entries.set(entry.index, text);
         this.appliedEntries++;
+        this.#highestApplied = Math.max(this.#highestApplied, entry.index);
       } else if (seen !== text) {
         this.#fail(
           `divergence at index ${entry.index}: replica ${replica} applied ${text} but another replica applied ${seen}`,
@@ -100,11 +107,6 @@ export class OracleChecker implements WorkerRecorder {
       this.#lastApplied.set(replica, index);
     },
   };
-
-  /** Highest index any replica applied. */
-  get highestApplied(): number {
-    return this.#entries.size === 0 ? 0 : Math.max(...this.#entries.keys());
-  }
 
   call(
     session: string,
