@@ -61,7 +61,9 @@ export function isRaftMessage(m: unknown): m is RaftMessage<unknown> {
     case "append":
       return m.term > 0 && isIndex(m.prevIndex) && isIndex(m.prevTerm) &&
         m.prevTerm <= m.term && (m.prevIndex === 0) === (m.prevTerm === 0) &&
-        isIndex(m.commit) && isIndex(m.round) && entriesValid(m);
+        isIndex(m.commit) && isIndex(m.round) &&
+        (m.lazy === undefined || typeof m.lazy === "boolean") &&
+        entriesValid(m);
     case "append_reply":
       return typeof m.success === "boolean" && isIndex(m.index) &&
         isIndex(m.round) &&

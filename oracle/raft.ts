@@ -231,6 +231,8 @@ export class RaftNode<C> {
   #term: number;
   #votedFor: ReplicaId | null;
   #hardDirty = false;
+  /** Entries written since the last ready() that a commit waits on. */
+  #promptWrite = false;
   #role: RaftRole = "follower";
   #leader: ReplicaId | undefined = undefined;
   #commit: number;
@@ -541,6 +543,7 @@ export class RaftNode<C> {
     if (this.#role !== "leader") return undefined;
     const index = this.#log.lastIndex + 1;
     this.#log.append({ term: this.#term, index, command });
+    this.#promptWrite = true;
     return { index, term: this.#term };
   }
 
@@ -751,10 +754,13 @@ export class RaftNode<C> {
     const committed = this.#applied < this.#commit
       ? this.#log.slice(this.#applied + 1, this.#commit + 1)
       : [];
+    const entries = this.#log.takeUnstable();
     const ready: RaftReady<C> = {
       hardState,
       snapshot: this.#newSnapshot,
-      entries: this.#log.takeUnstable(),
+      entries,
+      lazySync: entries.length > 0 && !this.#promptWrite &&
+        hardState === undefined && this.#newSnapshot === undefined,
       messages: this.#messages,
       messagesAfterPersist: this.#afterPersist,
       committed,
@@ -762,6 +768,7 @@ export class RaftNode<C> {
       failedReads: this.#failedReads,
     };
     this.#hardDirty = false;
+    this.#promptWrite = false;
     this.#newSnapshot = undefined;
     this.#applied = this.#commit;
     this.#messages = [];
@@ -857,6 +864,7 @@ export class RaftNode<C> {
     const next = this.#log.lastIndex + 1;
     this.#progress = new Map(this.#peers.map((p) => [p, new Progress(next)]));
     this.#log.append({ term: this.#term, index: next, command: null });
+    this.#promptWrite = true;
     this.#maybeCommit();
   }
 
@@ -1040,6 +1048,7 @@ export class RaftNode<C> {
         break;
       }
     }
+    if (i < entries.length && m.lazy !== true) this.#promptWrite = true;
     for (; i < entries.length; i++) log.append(entries[i]);
     const verified = prevIndex + entries.length;
     this.#advanceCommit(Math.min(m.commit, verified));
@@ -1377,9 +1386,27 @@ export class RaftNode<C> {
       entries,
       commit: this.#commit,
       round: this.#round,
+      ...(entries.length > 0 && !this.#countsOn(peer) ? { lazy: true } : {}),
     };
     pr.sentCommit = this.#commit;
     this.#messages.push({ to: peer, message });
+  }
+
+  /**
+   * Whether this leader counts on `peer` to commit promptly. It needs
+   * quorum - 1 followers besides itself: the first ones in configuration
+   * order among those replicating, or every follower while fewer than
+   * that replicate. Appends with entries to the others are `lazy`.
+   */
+  #countsOn(peer: ReplicaId): boolean {
+    const needed = this.#quorum - 1;
+    let replicating = 0;
+    for (const other of this.#peers) {
+      if (this.#progress.get(other)?.state !== "replicate") continue;
+      if (other === peer) return replicating < needed;
+      replicating++;
+    }
+    return replicating < needed;
   }
 
   #sendChunks(peer: ReplicaId, pr: Progress): void {

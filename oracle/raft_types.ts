@@ -76,6 +76,13 @@ export interface VoteReply {
  * Log replication and heartbeat from the leader. `round` numbers the
  * leader's heartbeat rounds; a reply echoes it, which is how read-index
  * requests learn that a majority still follows this leader.
+ *
+ * `lazy` (present only when `true`) says the leader does not count on this
+ * follower to commit these entries soon: it has enough other followers for
+ * a majority. The follower may then delay its sync a little (see
+ * {@linkcode RaftReady.lazySync}), so that fewer syncs compete for the
+ * disk with those a commit waits for. Safety does not depend on it: a
+ * follower acknowledges only what it has synced, whenever that is.
  */
 export interface AppendRequest<C> {
   readonly type: "append";
@@ -85,6 +92,7 @@ export interface AppendRequest<C> {
   readonly entries: readonly LogEntry<C>[];
   readonly commit: number;
   readonly round: number;
+  readonly lazy?: boolean;
 }
 
 /**
@@ -178,11 +186,17 @@ export interface ReadState {
  * 5. apply `committed` in order (they are durable on a majority already);
  * 6. serve each of `reads` once the applied index reaches its `index`;
  *    fail each of `failedReads` (leadership was lost).
+ *
+ * When `lazySync` is `true`, the sync of step 4 may wait a little (a few
+ * milliseconds, or until a later ready that is not lazy): every entry
+ * came in appends the leader marked `lazy`, and neither the hard state nor
+ * a snapshot changed. Messages must still go out in order behind it.
  */
 export interface RaftReady<C> {
   readonly hardState: HardState | undefined;
   readonly snapshot: Snapshot | undefined;
   readonly entries: readonly LogEntry<C>[];
+  readonly lazySync: boolean;
   readonly messages: readonly Outgoing<C>[];
   readonly messagesAfterPersist: readonly Outgoing<C>[];
   readonly committed: readonly LogEntry<C>[];

@@ -89,6 +89,12 @@ export interface OracleReplicaOptions {
    * loss of a majority can lose acknowledged operations.
    */
   syncBeforeAck?: boolean | undefined;
+  /**
+   * How long a follower may delay syncing entries the leader marked lazy
+   * (it has enough other followers to commit them), in milliseconds.
+   * Default 2.
+   */
+  lazySyncMs?: number | undefined;
   /** Take a snapshot and truncate the log every this many applied entries. Default 20,000. */
   snapshotEvery?: number | undefined;
   /** Most client requests in one log entry. Default 512. */
@@ -357,6 +363,8 @@ export class OracleReplica {
     this.#sync = new SyncQueue(
       (done) => this.#wal.sync(done),
       (error) => this.#fail(error),
+      this.#clock,
+      positive("lazySyncMs", options.lazySyncMs ?? 2),
     );
     this.#subs = new SubscriptionTable({
       events: (client, id, events) =>
@@ -446,6 +454,7 @@ export class OracleReplica {
     this.#stopped = true;
     if (this.#tickTimer !== undefined) this.#clock.clearTimer(this.#tickTimer);
     this.#tickTimer = undefined;
+    this.#sync.stop();
     this.#log.log("info", "oracle.replica.stop", {
       id: this.#id,
       syncs: this.#sync.syncs,
@@ -755,10 +764,10 @@ export class OracleReplica {
       this.#schedule();
     };
     if (wrote && this.#syncBeforeAck) {
-      this.#sync.add(release);
+      this.#sync.add(release, ready.lazySync ? "soon" : "now");
     } else if (this.#sync.busy) {
       // Keep messages in order behind earlier writes still syncing.
-      this.#sync.add(release);
+      this.#sync.add(release, "order");
     } else {
       release();
     }
