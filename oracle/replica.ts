@@ -42,6 +42,7 @@ import type {
   Snapshot,
 } from "./raft_types.ts";
 import {
+  type ApplyOutput,
   OracleStateMachine,
   type StateMachineOptions,
 } from "./state_machine.ts";
@@ -823,21 +824,12 @@ export class OracleReplica {
         }
       }
     }
+    let replies: Extract<ApplyOutput, { kind: "reply" }>[] | undefined;
     for (const output of outputs) {
       switch (output.kind) {
-        case "reply": {
-          const key = requestKey(output.session, output.req);
-          const client = this.#pendingWrites.get(key);
-          if (client === undefined) break;
-          this.#pendingWrites.delete(key);
-          this.#sendClient(
-            client,
-            "ok" in output.result
-              ? { t: "res", r: output.req, ok: output.result.ok }
-              : { t: "res", r: output.req, err: output.result.error },
-          );
+        case "reply":
+          (replies ??= []).push(output);
           break;
-        }
         case "event":
           if (leader) this.#subs.offer(output.event);
           break;
@@ -856,7 +848,20 @@ export class OracleReplica {
         }
       }
     }
+    // Subscribers first: the writers' acknowledgements go out just after.
     if (leader) this.#subs.flush(this.#sm);
+    for (const output of replies ?? []) {
+      const key = requestKey(output.session, output.req);
+      const client = this.#pendingWrites.get(key);
+      if (client === undefined) continue;
+      this.#pendingWrites.delete(key);
+      this.#sendClient(
+        client,
+        "ok" in output.result
+          ? { t: "res", r: output.req, ok: output.result.ok }
+          : { t: "res", r: output.req, err: output.result.error },
+      );
+    }
   }
 
   #serveReads(): void {
