@@ -45,6 +45,13 @@
  * Heartbeats and read-index rounds still go at once; heartbeats keep
  * followers from campaigning and the leader's check-quorum fed.
  *
+ * A leader counts on just enough followers for a majority (the first
+ * replicating ones in configuration order) and marks its appends to the
+ * others `lazy`: their ready says `lazySync`, and their driver may delay
+ * the sync a little, so that fewer syncs compete for the disk with the
+ * ones a commit waits for. A follower still acknowledges only what it
+ * synced, so this changes when entries commit, never whether.
+ *
  * @module
  */
 

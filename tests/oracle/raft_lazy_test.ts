@@ -130,19 +130,23 @@ function append(
   };
 }
 
+/** An append in term 1 of one entry at `index`, after the one before it. */
+function appendOne(index: number, command: Cmd, lazy = false) {
+  return append({
+    term: 1,
+    prevIndex: index - 1,
+    prevTerm: index > 1 ? 1 : 0,
+    entries: [{ term: 1, index, command }],
+    ...(lazy ? { lazy } : {}),
+  });
+}
+
 Deno.test("a follower's ready may delay its sync only for lazy entries", async (t) => {
   await t.step(
     "an append in a new term is not lazy (the term is written)",
     () => {
       const node = follower();
-      node.step(
-        "a",
-        append({
-          term: 1,
-          entries: [{ term: 1, index: 1, command: "x" }],
-          lazy: true,
-        }),
-      );
+      node.step("a", appendOne(1, "x", true));
       const ready = node.ready();
       assert.equal(ready.entries.length, 1);
       assert.notEqual(ready.hardState, undefined);
@@ -154,14 +158,7 @@ Deno.test("a follower's ready may delay its sync only for lazy entries", async (
   node.step("a", append({ term: 1 })); // learns the term and leader
   node.ready();
   await t.step("lazy entries in the same term: lazy", () => {
-    node.step(
-      "a",
-      append({
-        term: 1,
-        entries: [{ term: 1, index: 1, command: "x" }],
-        lazy: true,
-      }),
-    );
+    node.step("a", appendOne(1, "x", true));
     const ready = node.ready();
     assert.equal(ready.entries.length, 1);
     assert.equal(ready.hardState, undefined);
@@ -170,39 +167,14 @@ Deno.test("a follower's ready may delay its sync only for lazy entries", async (
     node.ready();
   });
   await t.step("entries not marked lazy: prompt", () => {
-    node.step(
-      "a",
-      append({
-        term: 1,
-        prevIndex: 1,
-        prevTerm: 1,
-        entries: [{ term: 1, index: 2, command: "y" }],
-      }),
-    );
+    node.step("a", appendOne(2, "y"));
     assert.equal(node.ready().lazySync, false);
     node.persisted(2, 1);
     node.ready();
   });
   await t.step("lazy and prompt entries in one ready: prompt", () => {
-    node.step(
-      "a",
-      append({
-        term: 1,
-        prevIndex: 2,
-        prevTerm: 1,
-        entries: [{ term: 1, index: 3, command: "z" }],
-        lazy: true,
-      }),
-    );
-    node.step(
-      "a",
-      append({
-        term: 1,
-        prevIndex: 3,
-        prevTerm: 1,
-        entries: [{ term: 1, index: 4, command: "w" }],
-      }),
-    );
+    node.step("a", appendOne(3, "z", true));
+    node.step("a", appendOne(4, "w"));
     const ready = node.ready();
     assert.equal(ready.entries.length, 2);
     assert.equal(ready.lazySync, false);
