@@ -48,6 +48,17 @@ function isCount(value: unknown, min: number): value is number {
   return Number.isSafeInteger(value) && (value as number) >= min;
 }
 
+function checkCount(
+  field: string,
+  value: unknown,
+  min: number,
+): { error: OracleErrorResult } | undefined {
+  return isCount(value, min) ? undefined : fail(
+    "invalid",
+    `Field "${field}" must be an integer >= ${min}, got ${String(value)}`,
+  );
+}
+
 function checkName(
   field: string,
   value: unknown,
@@ -108,10 +119,7 @@ export function checkWriteOp(
       return checkPathField("path", op.path, true);
     case "truncate":
       return checkPathField("path", op.path, true) ??
-        (isCount(op.before, 1) ? undefined : fail(
-          "invalid",
-          `Field "before" must be an integer >= 1, got ${String(op.before)}`,
-        ));
+        checkCount("before", op.before, 1);
     case "lock":
       return checkPathField("path", op.path, true) ??
         (typeof op.wait === "boolean"
@@ -119,10 +127,7 @@ export function checkWriteOp(
           : fail("invalid", `Field "wait" must be a boolean`));
     case "unlock":
       return checkPathField("path", op.path, true) ??
-        (isCount(op.token, 0) ? undefined : fail(
-          "invalid",
-          `Field "token" must be an integer >= 0, got ${String(op.token)}`,
-        ));
+        checkCount("token", op.token, 0);
     case "join":
     case "leave":
       return checkPathField("group", op.group, true) ??
@@ -139,10 +144,7 @@ export function checkWriteOp(
     case "flushed":
       return checkPathField("group", op.group, true) ??
         checkName("member", op.member, MAX_MEMBER_LENGTH) ??
-        (isCount(op.viewId, 1) ? undefined : fail(
-          "invalid",
-          `Field "viewId" must be an integer >= 1, got ${String(op.viewId)}`,
-        ));
+        checkCount("viewId", op.viewId, 1);
     default:
       return fail(
         "unknown_op",
@@ -160,10 +162,7 @@ export function checkReadOp(
   switch (op.op) {
     case "read":
       return checkPathField("path", op.path, false) ??
-        (isCount(op.from, 0) ? undefined : fail(
-          "invalid",
-          `Field "from" must be an integer >= 0, got ${String(op.from)}`,
-        )) ??
+        checkCount("from", op.from, 0) ??
         (isCount(op.limit, 1) && op.limit <= MAX_READ_LIMIT ? undefined : fail(
           "invalid",
           `Field "limit" must be an integer from 1 to ${MAX_READ_LIMIT}, got ${
