@@ -18,6 +18,7 @@
  */
 
 import { parseArgs } from "node:util";
+import { usageError } from "./_usage.ts";
 import { OracleClient } from "../oracle/client.ts";
 import {
   connectWhenReady,
@@ -229,18 +230,16 @@ export async function main(args: string[]): Promise<number> {
       },
     }));
   } catch (error) {
-    console.error(`bench oracle: ${(error as Error).message}`);
-    console.error(USAGE);
-    return 2;
+    return usageError("oracle", USAGE, (error as Error).message);
   }
   const seconds = Number(values.seconds);
   const soak = Number(values.soak);
   if (!(seconds > 0 && seconds <= 3600) || !(soak >= 0 && soak <= 86_400)) {
-    console.error(
-      "bench oracle: --seconds from 0 to 3600 (exclusive of 0), --soak from 0 to 86400",
+    return usageError(
+      "oracle",
+      USAGE,
+      "--seconds from 0 to 3600 (exclusive of 0), --soak from 0 to 86400",
     );
-    console.error(USAGE);
-    return 2;
   }
   const sync = !values["no-sync"];
   const elections = new ElectionCounter();
@@ -384,36 +383,29 @@ export async function main(args: string[]): Promise<number> {
     const electionsDuringLoad = elections.during.size;
     progress(`elections during load: ${electionsDuringLoad}`);
 
-    const killed = await measureFailover(
-      procs,
-      probe,
-      writer,
-      "SIGKILL",
-      15_000,
-    );
-    progress(
-      `failover after SIGKILL of leader ${killed.leader}: ${
-        killed.ms.toFixed(1)
-      } ms (new leader elected after ${killed.electedMs} ms)`,
-    );
+    const failover = async (signal: "SIGKILL" | "SIGSTOP") => {
+      const result = await measureFailover(
+        procs,
+        probe,
+        writer,
+        signal,
+        15_000,
+      );
+      progress(
+        `failover after ${signal} of leader ${result.leader}: ${
+          result.ms.toFixed(1)
+        } ms (new leader elected after ${result.electedMs} ms)`,
+      );
+      return result;
+    };
+    const killed = await failover("SIGKILL");
     await procs.kill(killed.leader, "SIGKILL");
     await procs.startReplica(killed.leader);
     // Let the restarted replica catch up before the next fault.
     await delay(2_000);
     await waitForLeader(probe, 10_000, "/bench/probe");
 
-    const stopped = await measureFailover(
-      procs,
-      probe,
-      writer,
-      "SIGSTOP",
-      15_000,
-    );
-    progress(
-      `failover after SIGSTOP of leader ${stopped.leader}: ${
-        stopped.ms.toFixed(1)
-      } ms (new leader elected after ${stopped.electedMs} ms)`,
-    );
+    const stopped = await failover("SIGSTOP");
     procs.signal(stopped.leader, "SIGCONT");
     const lostBefore =
       procs.events("oracle.leader.lost", stopped.leader).length;

@@ -11,6 +11,7 @@
  */
 
 import { parseArgs } from "node:util";
+import { usageError } from "./_usage.ts";
 import { TcpTransport } from "../transport/tcp_transport.ts";
 
 const HOST = "127.0.0.1";
@@ -282,9 +283,7 @@ export async function main(args: string[]): Promise<number> {
       },
     }));
   } catch (error) {
-    console.error(`bench transport: ${(error as Error).message}`);
-    console.error(USAGE);
-    return 2;
+    return usageError("transport", USAGE, (error as Error).message);
   }
   const seconds = Number(values.seconds);
   const rounds = Number(values.rounds);
@@ -294,11 +293,11 @@ export async function main(args: string[]): Promise<number> {
     !(seconds > 0) || !(rounds >= 1) || !(repeat >= 1) ||
     sizes.some((s) => !Number.isInteger(s) || s < 1 || s > 65536)
   ) {
-    console.error(
-      "bench transport: --seconds > 0, --repeat >= 1, --rounds >= 1, --sizes from 1 to 65536",
+    return usageError(
+      "transport",
+      USAGE,
+      "--seconds > 0, --repeat >= 1, --rounds >= 1, --sizes from 1 to 65536",
     );
-    console.error(USAGE);
-    return 2;
   }
   const result: TransportBenchResult = {
     frames_per_s: {},
