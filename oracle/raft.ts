@@ -824,13 +824,7 @@ export class RaftNode<C> {
       this.#startElection();
       return;
     }
-    const request: VoteRequest = {
-      type: "vote",
-      term: this.#term + 1,
-      pre: true,
-      lastIndex: this.#log.lastIndex,
-      lastTerm: this.#log.lastTerm,
-    };
+    const request = this.#voteRequest(this.#term + 1, true);
     for (const peer of this.#peers) {
       this.#messages.push({ to: peer, message: request });
     }
@@ -847,16 +841,21 @@ export class RaftNode<C> {
       this.#becomeLeader();
       return;
     }
-    const request: VoteRequest = {
-      type: "vote",
-      term: this.#term,
-      pre: false,
-      lastIndex: this.#log.lastIndex,
-      lastTerm: this.#log.lastTerm,
-    };
+    const request = this.#voteRequest(this.#term, false);
     for (const peer of this.#peers) {
       this.#afterPersist.push({ to: peer, message: request });
     }
+  }
+
+  /** A (pre-)vote request for `term`, with this replica's last log position. */
+  #voteRequest(term: number, pre: boolean): VoteRequest {
+    return {
+      type: "vote",
+      term,
+      pre,
+      lastIndex: this.#log.lastIndex,
+      lastTerm: this.#log.lastTerm,
+    };
   }
 
   #becomeLeader(): void {
