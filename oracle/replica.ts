@@ -72,12 +72,6 @@ export interface OracleReplicaOptions {
   random: Random;
   /** Where events are reported. Default: `silentLogger`. */
   logger?: Logger | undefined;
-  /**
-   * Runs `fn` after the current turn of the event loop's synchronous work,
-   * before timers. Default `queueMicrotask`; the simulator passes a
-   * zero-delay timer.
-   */
-  defer?: ((fn: () => void) => void) | undefined;
   /** Milliseconds per consensus tick. Default 10. */
   tickMs?: number | undefined;
   /** Follower election timeout in ticks (randomized up to twice). Default 30. */
@@ -217,7 +211,6 @@ interface PendingRead {
  *       storage: env.storage,
  *       clock: env.clock,
  *       random: env.random,
- *       defer: (fn) => env.clock.setTimer(0, fn),
  *     });
  *     return { stop: () => replica.stop() };
  *   }, { down: true });
@@ -245,7 +238,6 @@ export class OracleReplica {
   readonly #transport: Transport;
   readonly #clock: Clock;
   readonly #log: Logger;
-  readonly #defer: (fn: () => void) => void;
   readonly #tickMs: number;
   readonly #syncBeforeAck: boolean;
   readonly #snapshotEvery: number;
@@ -326,7 +318,6 @@ export class OracleReplica {
     this.#transport = options.transport;
     this.#clock = options.clock;
     this.#log = options.logger ?? silentLogger;
-    this.#defer = options.defer ?? queueMicrotask;
     this.#tickMs = positive("tickMs", options.tickMs ?? 10);
     this.#syncBeforeAck = options.syncBeforeAck ?? true;
     this.#snapshotEvery = positive(
@@ -661,7 +652,7 @@ export class OracleReplica {
   #schedule(): void {
     if (this.#scheduled || this.#stopped) return;
     this.#scheduled = true;
-    this.#defer(() => {
+    this.#clock.defer(() => {
       this.#scheduled = false;
       this.#process();
     });

@@ -23,6 +23,13 @@ export interface Clock {
   setTimer(delayMs: number, callback: () => void): TimerId;
   /** Cancels a timer; does nothing if it already fired or was cancelled. */
   clearTimer(id: TimerId): void;
+  /**
+   * Calls `callback` once the current synchronous work is done, before
+   * any timer due later: work a handler leaves for right after the event
+   * it handles. The real clock queues a microtask; the simulator's sets a
+   * zero-delay timer, which keeps the call in virtual time.
+   */
+  defer(callback: () => void): void;
 }
 
 /**
@@ -63,5 +70,14 @@ export class SystemClock implements Clock {
    */
   clearTimer(id: TimerId): void {
     clearTimeout(id as number);
+  }
+
+  /**
+   * Queues a microtask.
+   *
+   * @param callback Called once the current synchronous work is done.
+   */
+  defer(callback: () => void): void {
+    queueMicrotask(callback);
   }
 }

@@ -69,4 +69,9 @@ export class NodeClock implements Clock {
   clearTimer(id: TimerId): void {
     this.#loop.clearTimer(id);
   }
+
+  /** A zero-delay timer: the call stays in virtual time. */
+  defer(callback: () => void): void {
+    this.setTimer(0, callback);
+  }
 }

@@ -212,6 +212,7 @@ export class Simulation {
         now: () => this.#loop.now,
         setTimer: (delayMs, callback) => this.schedule(delayMs, callback),
         clearTimer: (id) => this.cancel(id),
+        defer: (callback) => void this.schedule(0, callback),
       };
     }
     return this.#clock;

@@ -62,7 +62,6 @@ function cluster(seed: number) {
         storage: env.storage,
         clock: env.clock,
         random: env.random,
-        defer: (fn) => env.clock.setTimer(0, fn),
         observer: {
           leadership: (replica, leader) => leadership.push([replica, leader]),
         },

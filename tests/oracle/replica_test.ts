@@ -19,7 +19,6 @@ function cluster(seed: number, options: { electionTicks?: number } = {}) {
         storage: env.storage,
         clock: env.clock,
         random: env.random,
-        defer: (fn) => env.clock.setTimer(0, fn),
         electionTicks: options.electionTicks,
       });
       replicas.set(id, replica);

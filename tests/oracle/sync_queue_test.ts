@@ -22,6 +22,10 @@ class ManualClock implements Clock {
     this.timers.delete(id as number);
   }
 
+  defer(fn: () => void): void {
+    this.setTimer(0, fn);
+  }
+
   advance(ms: number): void {
     this.#now += ms;
     for (const [id, timer] of [...this.timers]) {

@@ -188,7 +188,6 @@ async function run(sim: Simulation, random: Prng): Promise<string | undefined> {
         clock: env.clock,
         random: env.random,
         logger: env.log,
-        defer: (fn) => env.clock.setTimer(0, fn),
         snapshotEvery: plan.snapshotEvery,
         observer: checker.observer,
       });
