@@ -112,6 +112,20 @@ function after(ids: string[], id: string): string {
   return ids[(ids.indexOf(id) + 1) % ids.length];
 }
 
+/** Applies `op` straight to the Oracle as request `r` of another session, "other". */
+function applyOther(
+  oracle: FakeOracle,
+  r: number,
+  op: RequestFrame["op"],
+): void {
+  oracle.apply("x", { t: "req", s: "other", r, a: 0, op });
+}
+
+/** The append requests `replica` received, in order. */
+function appendRequests(replica: FakeReplica): RequestFrame[] {
+  return replica.requests().filter((f) => f.op.op === "append");
+}
+
 function settled<T>(promise: Promise<T>): { done: boolean; value?: T } {
   const state: { done: boolean; value?: T } = { done: false };
   promise.then((value) => {
@@ -294,10 +308,7 @@ Deno.test("a replica that timed out is suspect: skipped, its hints ignored, unti
       assert.equal(client.stats().requestTimeouts, 1);
       assert.equal(client.stats().redirects, 0);
       // Nothing went back to the frozen replica after the timeout.
-      const appends = replicas[first].requests().filter((f) =>
-        f.op.op === "append"
-      );
-      assert.equal(appends.length, 1);
+      assert.equal(appendRequests(replicas[first]).length, 1);
     },
   );
 
@@ -350,14 +361,8 @@ Deno.test("client resends every pending request with its number when the target 
       sim.crash(first);
       const results = await drive(sim, Promise.all(calls));
       assert.deepEqual(results.map((r) => r.seq), calls.map((_, i) => i + 1));
-      const sentFirst = replicas[first].requests().filter((f) =>
-        f.op.op === "append"
-      )
-        .map((f) => f.r);
-      const sentNext = replicas[next].requests().filter((f) =>
-        f.op.op === "append"
-      )
-        .map((f) => f.r);
+      const sentFirst = appendRequests(replicas[first]).map((f) => f.r);
+      const sentNext = appendRequests(replicas[next]).map((f) => f.r);
       assert.deepEqual(sentNext, sentFirst);
       assert.equal(oracle.channel("/log").length, 20);
       assert.ok([...oracle.applied.values()].every((n) => n === 1));
@@ -413,10 +418,8 @@ Deno.test("a waiting lock is granted by the replica's push, however long it take
   const leader = client.status().target;
   replicas[leader].leader = true;
   await drive(sim, client.open());
-  const other = (r: number, op: RequestFrame["op"]) =>
-    oracle.apply("elsewhere", { t: "req", s: "other", r, a: 0, op });
-  other(1, { op: "open_session", ttlMs: 10_000 });
-  other(2, { op: "lock", path: "/l", wait: true });
+  applyOther(oracle, 1, { op: "open_session", ttlMs: 10_000 });
+  applyOther(oracle, 2, { op: "lock", path: "/l", wait: true });
 
   const lock = client.lock("/l");
   const state = settled(lock);
@@ -432,7 +435,7 @@ Deno.test("a waiting lock is granted by the replica's push, however long it take
   );
 
   await t.step("the holder's unlock grants it", async () => {
-    other(3, { op: "unlock", path: "/l", token: 1 });
+    applyOther(oracle, 3, { op: "unlock", path: "/l", token: 1 });
     assert.deepEqual(await drive(sim, lock), { token: 2 });
     assert.equal(
       (await drive(sim, client.getLock("/l"))).holder,
@@ -504,20 +507,8 @@ Deno.test("a subscription from a truncated position ends with compacted and the 
   const { sim, oracle, replicas, client } = cluster();
   replicas[client.status().target].leader = true;
   for (let i = 0; i < 10; i++) oracle.append("/log", i);
-  oracle.apply("x", {
-    t: "req",
-    s: "other",
-    r: 1,
-    a: 0,
-    op: { op: "open_session", ttlMs: 10_000 },
-  });
-  oracle.apply("x", {
-    t: "req",
-    s: "other",
-    r: 2,
-    a: 0,
-    op: { op: "truncate", path: "/log", before: 5 },
-  });
+  applyOther(oracle, 1, { op: "open_session", ttlMs: 10_000 });
+  applyOther(oracle, 2, { op: "truncate", path: "/log", before: 5 });
   const errors: OracleError[] = [];
   const sub = client.subscribe(
     "/log",
@@ -544,20 +535,8 @@ Deno.test("session_expired rejects everything, ends subscriptions and stops the 
   );
   let expiredCalls = 0;
   client.onSessionExpired(() => expiredCalls++);
-  oracle.apply("x", {
-    t: "req",
-    s: "other",
-    r: 1,
-    a: 0,
-    op: { op: "open_session", ttlMs: 10_000 },
-  });
-  oracle.apply("x", {
-    t: "req",
-    s: "other",
-    r: 2,
-    a: 0,
-    op: { op: "lock", path: "/l", wait: false },
-  });
+  applyOther(oracle, 1, { op: "open_session", ttlMs: 10_000 });
+  applyOther(oracle, 2, { op: "lock", path: "/l", wait: false });
   const waiting = client.lock("/l");
   await runFor(sim, 5);
 
@@ -601,20 +580,8 @@ Deno.test("close rejects pending calls with closed, closes the session and stops
   const leader = client.status().target;
   replicas[leader].leader = true;
   await drive(sim, client.open());
-  oracle.apply("x", {
-    t: "req",
-    s: "other",
-    r: 1,
-    a: 0,
-    op: { op: "open_session", ttlMs: 10_000 },
-  });
-  oracle.apply("x", {
-    t: "req",
-    s: "other",
-    r: 2,
-    a: 0,
-    op: { op: "lock", path: "/l", wait: false },
-  });
+  applyOther(oracle, 1, { op: "open_session", ttlMs: 10_000 });
+  applyOther(oracle, 2, { op: "lock", path: "/l", wait: false });
   const waiting = client.lock("/l");
   const sub = client.subscribe("/log", {}, () => {});
   await runFor(sim, 5);
@@ -695,11 +662,7 @@ Deno.test("maxInflight bounds the requests in flight; further calls wait for a s
   const calls = Array.from({ length: 10 }, (_, i) => client.append("/log", i));
   await runFor(sim, 100);
   const appends = () =>
-    new Set(
-      replicas[leader].requests().filter((f) => f.op.op === "append").map((f) =>
-        f.r
-      ),
-    );
+    new Set(appendRequests(replicas[leader]).map((f) => f.r));
   assert.equal(appends().size, 4);
   assert.equal(client.status().queued, 6);
   assert.equal(client.stats().inflightWaits, 6);

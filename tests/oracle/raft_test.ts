@@ -60,6 +60,32 @@ function fresh(id: string, replicas: string[], seed = 1): RaftNode<Cmd> {
   );
 }
 
+/** An empty append (a heartbeat) from the leader of term 1 over an empty log. */
+function heartbeatOfTerm1(): AppendRequest<Cmd> {
+  return {
+    type: "append",
+    term: 1,
+    prevIndex: 0,
+    prevTerm: 0,
+    entries: [],
+    commit: 0,
+    round: 0,
+  };
+}
+
+/** A successful append reply of `term` up to `index`, for read round `round`. */
+function appendReply(term: number, index: number, round = 0): AppendReply {
+  return { type: "append_reply", term, success: true, index, round };
+}
+
+/** Ticks `node` until it pre-votes, then has "b" grant its pre-vote and vote of `term`. */
+function electedByB(node: RaftNode<Cmd>, term: number): void {
+  for (let i = 0; i < 40 && node.role !== "pre-candidate"; i++) node.tick();
+  node.step("b", { type: "vote_reply", term, pre: true, granted: true });
+  node.ready();
+  node.step("b", { type: "vote_reply", term, pre: false, granted: true });
+}
+
 Deno.test("a three-replica cluster elects exactly one leader", async (t) => {
   const cluster = new Cluster({ seed: 1, ids: THREE });
   await t.step("some replica wins the first election", () => {
@@ -189,16 +215,11 @@ Deno.test("after the leader crashes a new leader takes over and committed entrie
 Deno.test("a follower acknowledges appends only after they are persisted", async (t) => {
   const follower = fresh("b", THREE);
   const append: AppendRequest<Cmd> = {
-    type: "append",
-    term: 1,
-    prevIndex: 0,
-    prevTerm: 0,
+    ...heartbeatOfTerm1(),
     entries: [
       { term: 1, index: 1, command: null },
       { term: 1, index: 2, command: "x" },
     ],
-    commit: 0,
-    round: 0,
   };
   await t.step("the success reply waits in messagesAfterPersist", () => {
     follower.step("a", append);
@@ -250,10 +271,7 @@ function leaderOfTerm3(): RaftNode<Cmd> {
       ],
     },
   );
-  for (let i = 0; i < 40 && node.role !== "pre-candidate"; i++) node.tick();
-  node.step("b", { type: "vote_reply", term: 3, pre: true, granted: true });
-  node.ready();
-  node.step("b", { type: "vote_reply", term: 3, pre: false, granted: true });
+  electedByB(node, 3);
   assert.equal(node.role, "leader");
   assert.deepEqual(node.ready().entries, [{
     term: 3,
@@ -264,13 +282,7 @@ function leaderOfTerm3(): RaftNode<Cmd> {
 }
 
 function ack(node: RaftNode<Cmd>, from: string, index: number): void {
-  node.step(from, {
-    type: "append_reply",
-    term: 3,
-    success: true,
-    index,
-    round: 0,
-  });
+  node.step(from, appendReply(3, index));
 }
 
 Deno.test("a leader commits by counting only entries of its term and only its persisted log", async (t) => {
@@ -404,10 +416,7 @@ Deno.test("read index confirms only with a majority and fails on leadership loss
   });
   await t.step("a new leader queues reads until it commits in its term", () => {
     const node = fresh("a", THREE);
-    for (let i = 0; i < 40 && node.role !== "pre-candidate"; i++) node.tick();
-    node.step("b", { type: "vote_reply", term: 1, pre: true, granted: true });
-    node.ready();
-    node.step("b", { type: "vote_reply", term: 1, pre: false, granted: true });
+    electedByB(node, 1);
     assert.equal(node.role, "leader");
     assert.equal(node.requestRead(9), true);
     let ready = node.ready();
@@ -418,13 +427,7 @@ Deno.test("read index confirms only with a majority and fails on leadership loss
       ),
     );
     // A majority has the no-op: the read gets index 1 and its own round.
-    node.step("b", {
-      type: "append_reply",
-      term: 1,
-      success: true,
-      index: 1,
-      round: 0,
-    });
+    node.step("b", appendReply(1, 1));
     ready = node.ready();
     assert.deepEqual(ready.reads, []);
     const round = (ready.messages.find((o) =>
@@ -432,21 +435,9 @@ Deno.test("read index confirms only with a majority and fails on leadership loss
     )!.message as AppendRequest<Cmd>).round;
     assert.equal(round, 1);
     // An answer to an older round does not confirm the read.
-    node.step("b", {
-      type: "append_reply",
-      term: 1,
-      success: true,
-      index: 1,
-      round: 0,
-    });
+    node.step("b", appendReply(1, 1));
     assert.deepEqual(node.ready().reads, []);
-    node.step("b", {
-      type: "append_reply",
-      term: 1,
-      success: true,
-      index: 1,
-      round,
-    });
+    node.step("b", appendReply(1, 1, round));
     assert.deepEqual(node.ready().reads, [{ id: 9, index: 1 }]);
   });
 });
@@ -581,15 +572,7 @@ Deno.test("pre-vote: a partitioned replica rejoining does not depose a healthy l
     "a follower grants pre-votes only once its leader is silent for electionTicks",
     () => {
       const node = fresh("a", THREE);
-      const heartbeat: AppendRequest<Cmd> = {
-        type: "append",
-        term: 1,
-        prevIndex: 0,
-        prevTerm: 0,
-        entries: [],
-        commit: 0,
-        round: 0,
-      };
+      const heartbeat = heartbeatOfTerm1();
       const preVote = {
         type: "vote",
         term: 2,
@@ -642,75 +625,20 @@ Deno.test("garbage messages are ignored and counted, never thrown", async (t) =>
     ["b", { type: "nope", term: 1 }],
     ["b", null],
     ["b", "append"],
+    ["b", { ...heartbeatOfTerm1(), prevIndex: -1 }],
     ["b", {
-      type: "append",
-      term: 1,
-      prevIndex: -1,
-      prevTerm: 0,
-      entries: [],
-      commit: 0,
-      round: 0,
-    }],
-    ["b", {
-      type: "append",
-      term: 1,
-      prevIndex: 0,
-      prevTerm: 0,
+      ...heartbeatOfTerm1(),
       entries: [{ index: 5, term: 1, command: "x" }],
-      commit: 0,
-      round: 0,
     }],
-    ["b", {
-      type: "append",
-      term: 1,
-      prevIndex: 0,
-      prevTerm: 0,
-      entries: "x",
-      commit: 0,
-      round: 0,
-    }],
-    ["b", {
-      type: "append",
-      term: 1.5,
-      prevIndex: 0,
-      prevTerm: 0,
-      entries: [],
-      commit: 0,
-      round: 0,
-    }],
+    ["b", { ...heartbeatOfTerm1(), entries: "x" }],
+    ["b", { ...heartbeatOfTerm1(), term: 1.5 }],
     ["b", { type: "vote", term: 2, pre: "yes", lastIndex: 0, lastTerm: 0 }],
     ["b", { type: "vote", term: 2, pre: false, lastIndex: -3, lastTerm: 0 }],
-    ["b", {
-      type: "append_reply",
-      term: 1,
-      success: true,
-      index: NaN,
-      round: 0,
-    }],
+    ["b", appendReply(1, NaN)],
     // A rejection names the rejected prevIndex; a success names none.
-    ["b", {
-      type: "append_reply",
-      term: 1,
-      success: false,
-      index: 0,
-      round: 0,
-    }],
-    ["b", {
-      type: "append_reply",
-      term: 1,
-      success: false,
-      index: 0,
-      round: 0,
-      rejected: -1,
-    }],
-    ["b", {
-      type: "append_reply",
-      term: 1,
-      success: true,
-      index: 2,
-      round: 0,
-      rejected: 2,
-    }],
+    ["b", { ...appendReply(1, 0), success: false }],
+    ["b", { ...appendReply(1, 0), success: false, rejected: -1 }],
+    ["b", { ...appendReply(1, 2), rejected: 2 }],
     ["b", {
       type: "snapshot",
       term: 1,

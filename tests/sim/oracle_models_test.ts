@@ -21,6 +21,23 @@ type ChannelOp = HistoryOperation<ChannelInput, ChannelOutput>;
 
 const NEVER = Infinity;
 
+/** An operation of `client`; one without an output never returned. */
+function operation<I, O>(
+  client: string,
+  input: I,
+  output: O | undefined,
+  call: number,
+  ret: number,
+): HistoryOperation<I, O> {
+  return {
+    client,
+    input,
+    output,
+    call,
+    ret: output === undefined ? NEVER : ret,
+  };
+}
+
 function acquire(
   client: string,
   token: number | undefined,
@@ -28,13 +45,9 @@ function acquire(
   ret: number,
   path = "/l",
 ): LockOp {
-  return {
-    client,
-    input: { kind: "acquire", path, client },
-    output: token === undefined ? undefined : { token },
-    call,
-    ret: token === undefined ? NEVER : ret,
-  };
+  const input: LockInput = { kind: "acquire", path, client };
+  const output = token === undefined ? undefined : { token };
+  return operation(client, input, output, call, ret);
 }
 
 function tryAcquire(
@@ -44,13 +57,8 @@ function tryAcquire(
   ret: number,
   path = "/l",
 ): LockOp {
-  return {
-    client,
-    input: { kind: "tryAcquire", path, client },
-    output,
-    call,
-    ret,
-  };
+  const input: LockInput = { kind: "tryAcquire", path, client };
+  return operation(client, input, output, call, ret);
 }
 
 function release(
@@ -61,13 +69,8 @@ function release(
   ret: number,
   path = "/l",
 ): LockOp {
-  return {
-    client,
-    input: { kind: "release", path, client, token },
-    output,
-    call,
-    ret: output === undefined ? NEVER : ret,
-  };
+  const input: LockInput = { kind: "release", path, client, token };
+  return operation(client, input, output, call, ret);
 }
 
 function expire(
@@ -76,19 +79,23 @@ function expire(
   ret: number,
   path?: string,
 ): LockOp {
-  return {
-    client,
-    input: path === undefined
-      ? { kind: "expire", client }
-      : { kind: "expire", client, path },
-    output: "ok",
-    call,
-    ret,
-  };
+  const input: LockInput = path === undefined
+    ? { kind: "expire", client }
+    : { kind: "expire", client, path };
+  return operation(client, input, "ok", call, ret);
 }
 
 function check(history: LockOp[]): boolean | "unknown" {
   return checkLinearizable(history, lockModel).ok;
+}
+
+/** Checks `later` after a held the lock under `token` over [0, 5] and released it over [10, 15]. */
+function checkAfterRelease(later: LockOp, token = 1): boolean | "unknown" {
+  return check([
+    acquire("a", token, 0, 5),
+    release("a", token, "ok", 10, 15),
+    later,
+  ]);
 }
 
 Deno.test("lock model: two holders at once fail", () => {
@@ -113,32 +120,16 @@ Deno.test("lock model: two holders at once fail", () => {
 });
 
 Deno.test("lock model: a token going backwards fails", () => {
-  assert.equal(
-    check([
-      acquire("a", 5, 0, 5),
-      release("a", 5, "ok", 10, 15),
-      acquire("b", 3, 20, 30),
-    ]),
-    false,
-  );
-  // Equal tokens are not fencing either.
-  assert.equal(
-    check([
-      acquire("a", 5, 0, 5),
-      release("a", 5, "ok", 10, 15),
-      acquire("b", 5, 20, 30),
-    ]),
-    false,
-  );
-  // Gaps are fine: the token counter is shared by every lock.
-  assert.equal(
-    check([
-      acquire("a", 5, 0, 5),
-      release("a", 5, "ok", 10, 15),
-      acquire("b", 9, 20, 30),
-    ]),
-    true,
-  );
+  // b's token after a released token 5: lower or equal tokens are not
+  // fencing; gaps are fine: the token counter is shared by every lock.
+  const cases: [number, boolean][] = [[3, false], [5, false], [9, true]];
+  for (const [token, ok] of cases) {
+    assert.equal(
+      checkAfterRelease(acquire("b", token, 20, 30), 5),
+      ok,
+      `token ${token} after 5`,
+    );
+  }
 });
 
 Deno.test("lock model: a FIFO handoff on release and on expiry passes", () => {
@@ -159,24 +150,21 @@ Deno.test("lock model: a FIFO handoff on release and on expiry passes", () => {
 });
 
 Deno.test("lock model: release succeeds only for the holder under its token", () => {
+  // By another client, under the wrong token, or answered not_holder to a.
+  const wrong = [
+    release("b", 1, "ok", 10, 15),
+    release("a", 2, "ok", 10, 15),
+    release("a", 1, "not_holder", 10, 15),
+  ];
+  for (const op of wrong) {
+    assert.equal(
+      check([acquire("a", 1, 0, 5), op]),
+      false,
+      JSON.stringify(op),
+    );
+  }
   assert.equal(
-    check([acquire("a", 1, 0, 5), release("b", 1, "ok", 10, 15)]),
-    false,
-  );
-  assert.equal(
-    check([acquire("a", 1, 0, 5), release("a", 2, "ok", 10, 15)]),
-    false,
-  );
-  assert.equal(
-    check([acquire("a", 1, 0, 5), release("a", 1, "not_holder", 10, 15)]),
-    false,
-  );
-  assert.equal(
-    check([
-      acquire("a", 1, 0, 5),
-      release("a", 1, "ok", 10, 15),
-      release("a", 1, "not_holder", 20, 25),
-    ]),
+    checkAfterRelease(release("a", 1, "not_holder", 20, 25)),
     true,
   );
   // Withdrawing a queued request (token 0) never changes the holder.
@@ -205,119 +193,85 @@ Deno.test("lock model: try answers busy only while someone else holds the lock",
     "the named holder must be the holder",
   );
   assert.equal(
-    check([
-      acquire("a", 1, 0, 5),
-      release("a", 1, "ok", 10, 15),
-      tryAcquire("b", { token: 0 }, 20, 25),
-    ]),
+    checkAfterRelease(tryAcquire("b", { token: 0 }, 20, 25)),
     false,
   );
   // Concurrent with the release: either answer is fine.
   for (const output of [{ token: 0 }, { token: 2 }]) {
-    assert.equal(
-      check([
-        acquire("a", 1, 0, 5),
-        release("a", 1, "ok", 10, 15),
-        tryAcquire("b", output, 12, 20),
-      ]),
-      true,
-    );
+    assert.equal(checkAfterRelease(tryAcquire("b", output, 12, 20)), true);
   }
 });
 
 Deno.test("lock model: expiry releases the lock and ends the session", () => {
-  assert.equal(
-    check([
-      acquire("a", 1, 0, 5),
-      expire("a", 10, 20),
-      acquire("b", 2, 25, 30),
-    ]),
-    true,
-  );
-  assert.equal(
-    check([
-      acquire("a", 1, 0, 5),
-      expire("a", 10, 20),
-      acquire("a", 2, 25, 30),
-    ]),
-    false,
-    "an expired session is never granted again",
-  );
-  // An expiry without a path applies to every path.
-  assert.equal(
-    check([
-      acquire("a", 1, 0, 5, "/x"),
-      acquire("a", 2, 0, 5, "/y"),
-      expire("a", 10, 20),
-      acquire("b", 3, 25, 30, "/x"),
-      acquire("c", 4, 25, 30, "/y"),
-    ]),
-    true,
-  );
-  assert.equal(
-    check([
-      acquire("a", 1, 0, 5, "/x"),
-      acquire("a", 2, 0, 5, "/y"),
-      expire("a", 10, 20, "/x"),
-      acquire("b", 3, 25, 30, "/x"),
-      acquire("c", 4, 25, 30, "/y"),
-    ]),
-    false,
-    "an expiry on /x leaves /y held",
-  );
+  // Who asks for the lock after a's session expired.
+  const next: [string, boolean, string][] = [
+    ["b", true, "another session is granted the released lock"],
+    ["a", false, "an expired session is never granted again"],
+  ];
+  for (const [client, ok, message] of next) {
+    assert.equal(
+      check([
+        acquire("a", 1, 0, 5),
+        expire("a", 10, 20),
+        acquire(client, 2, 25, 30),
+      ]),
+      ok,
+      message,
+    );
+  }
+  // Which path a's expiry names.
+  const paths: [string | undefined, boolean, string][] = [
+    [undefined, true, "an expiry without a path applies to every path"],
+    ["/x", false, "an expiry on /x leaves /y held"],
+  ];
+  for (const [path, ok, message] of paths) {
+    assert.equal(
+      check([
+        acquire("a", 1, 0, 5, "/x"),
+        acquire("a", 2, 0, 5, "/y"),
+        expire("a", 10, 20, path),
+        acquire("b", 3, 25, 30, "/x"),
+        acquire("c", 4, 25, 30, "/y"),
+      ]),
+      ok,
+      message,
+    );
+  }
 });
 
 Deno.test("lock model: a grant whose reply never arrived may hold the lock", () => {
+  const lost = acquire("a", undefined, 0, NEVER);
+  const heldByA = tryAcquire("b", { token: 0, holder: "a" }, 10, 15);
+  assert.equal(check([lost, heldByA]), true);
   assert.equal(
-    check([
-      acquire("a", undefined, 0, NEVER),
-      tryAcquire("b", { token: 0, holder: "a" }, 10, 15),
-    ]),
-    true,
-  );
-  assert.equal(
-    check([
-      acquire("a", undefined, 0, NEVER),
-      acquire("b", 1, 10, 15),
-    ]),
+    check([lost, acquire("b", 1, 10, 15)]),
     true,
     "or never have happened",
   );
   assert.equal(
-    check([
-      acquire("a", undefined, 0, NEVER),
-      tryAcquire("b", { token: 0, holder: "a" }, 10, 15),
-      acquire("c", 3, 20, 25),
-    ]),
+    check([lost, heldByA, acquire("c", 3, 20, 25)]),
     false,
     "but then nobody else gets it until a lets go",
   );
 });
 
 Deno.test("lock model: inspect sees the holder and token", () => {
-  const inspect = (
-    output: LockOutput,
-    call: number,
-    ret: number,
-  ): LockOp => ({
-    client: "z",
-    input: { kind: "inspect", path: "/l", client: "z" },
-    output,
-    call,
-    ret,
-  });
-  assert.equal(
-    check([acquire("a", 4, 0, 5), inspect({ holder: "a", token: 4 }, 6, 7)]),
-    true,
-  );
-  assert.equal(
-    check([acquire("a", 4, 0, 5), inspect({ holder: null, token: 0 }, 6, 7)]),
-    false,
-  );
-  assert.equal(
-    check([acquire("a", 4, 0, 5), inspect({ holder: "a", token: 3 }, 6, 7)]),
-    false,
-  );
+  const inspect = (output: LockOutput, call: number, ret: number): LockOp => {
+    const input: LockInput = { kind: "inspect", path: "/l", client: "z" };
+    return operation("z", input, output, call, ret);
+  };
+  const cases: [LockOutput, boolean][] = [
+    [{ holder: "a", token: 4 }, true],
+    [{ holder: null, token: 0 }, false],
+    [{ holder: "a", token: 3 }, false],
+  ];
+  for (const [output, ok] of cases) {
+    assert.equal(
+      check([acquire("a", 4, 0, 5), inspect(output, 6, 7)]),
+      ok,
+      JSON.stringify(output),
+    );
+  }
 });
 
 function append(
@@ -329,13 +283,9 @@ function append(
   ret: number,
   path = "/c",
 ): ChannelOp {
-  return {
-    client,
-    input: { op: "append", path, data },
-    output: seq === undefined ? undefined : { seq, rev },
-    call,
-    ret: seq === undefined ? NEVER : ret,
-  };
+  const input: ChannelInput = { op: "append", path, data };
+  const output = seq === undefined ? undefined : { seq, rev };
+  return operation(client, input, output, call, ret);
 }
 
 function read(
@@ -353,13 +303,14 @@ function read(
     rev: options.revs?.[i] ?? from + i,
     data: d,
   }));
-  return {
-    client,
-    input: { op: "read", path, from, limit: options.limit ?? 100 },
-    output: { events, first: 1, next: from + events.length },
-    call,
-    ret,
+  const input: ChannelInput = {
+    op: "read",
+    path,
+    from,
+    limit: options.limit ?? 100,
   };
+  const output = { events, first: 1, next: from + events.length };
+  return operation(client, input, output, call, ret);
 }
 
 function checkChannel(history: ChannelOp[]): boolean | "unknown" {
@@ -381,38 +332,24 @@ Deno.test("channel model: sequence numbers without gaps or duplicates pass", () 
 });
 
 Deno.test("channel model: a gap or a duplicate sequence number fails", () => {
-  assert.equal(
-    checkChannel([
-      append("a", "x", 1, 1, 0, 10),
-      append("b", "y", 3, 2, 20, 30),
-    ]),
-    false,
-    "gap",
-  );
-  assert.equal(
-    checkChannel([
-      append("a", "x", 1, 1, 0, 10),
-      append("b", "y", 1, 2, 5, 30),
-    ]),
-    false,
-    "duplicate, even when concurrent",
-  );
-  assert.equal(
-    checkChannel([
-      append("a", "x", 2, 2, 0, 10),
-      append("b", "y", 1, 1, 5, 30),
-    ]),
-    true,
-    "concurrent appends may be ordered either way",
-  );
-  assert.equal(
-    checkChannel([
-      append("a", "x", 1, 2, 0, 10),
-      append("b", "y", 2, 1, 20, 30),
-    ]),
-    false,
-    "revisions go backwards",
-  );
+  // a appends "x" over [0, 10] and b appends "y" from `bCall` to 30, each
+  // with its [seq, rev].
+  const cases: [number[], number[], number, boolean, string][] = [
+    [[1, 1], [3, 2], 20, false, "gap"],
+    [[1, 1], [1, 2], 5, false, "duplicate, even when concurrent"],
+    [[2, 2], [1, 1], 5, true, "concurrent appends may be ordered either way"],
+    [[1, 2], [2, 1], 20, false, "revisions go backwards"],
+  ];
+  for (const [a, b, bCall, ok, message] of cases) {
+    assert.equal(
+      checkChannel([
+        append("a", "x", a[0], a[1], 0, 10),
+        append("b", "y", b[0], b[1], bCall, 30),
+      ]),
+      ok,
+      message,
+    );
+  }
 });
 
 Deno.test("channel model: a read missing an acknowledged append fails", () => {
