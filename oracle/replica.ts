@@ -831,12 +831,11 @@ export class OracleReplica {
       }
     }
     if ("expire" in entry.command) {
-      // A session that had already ended produces no `expired` output.
+      // Every listed session has ended now; one that had ended before
+      // produced no `expired` output.
       for (const session of entry.command.expire) {
-        if (!this.#sm.hasSession(session)) {
-          this.#sessionSeen.delete(session);
-          this.#expiring.delete(session);
-        }
+        this.#sessionSeen.delete(session);
+        this.#expiring.delete(session);
       }
     }
     // Subscribers first: the writers' acknowledgements go out just after.
