@@ -54,10 +54,10 @@ export interface SubscriptionLimits {
 
 /** The subscriptions one leader serves. */
 export class SubscriptionTable {
-  readonly #byKey = new Map<string, Sub>();
+  /** Every subscription, by client, then by the client's id for it. */
+  readonly #byClient = new Map<PeerId, Map<number, Sub>>();
   readonly #byPath = new Map<string, Set<Sub>>();
   readonly #byPrefix = new Map<string, Set<Sub>>();
-  readonly #perClient = new Map<PeerId, number>();
   readonly #dirty = new Set<Sub>();
   readonly #limits: SubscriptionLimits;
   readonly #sink: SubscriptionSink;
@@ -69,7 +69,9 @@ export class SubscriptionTable {
 
   /** Number of subscriptions. */
   get size(): number {
-    return this.#byKey.size;
+    let size = 0;
+    for (const mine of this.#byClient.values()) size += mine.size;
+    return size;
   }
 
   /**
@@ -84,10 +86,10 @@ export class SubscriptionTable {
     prefix: boolean,
     from: number,
   ): void {
-    const key = subKey(client, id);
-    const old = this.#byKey.get(key);
+    let mine = this.#byClient.get(client);
+    const old = mine?.get(id);
     if (old !== undefined) this.#remove(old);
-    const count = this.#perClient.get(client) ?? 0;
+    const count = mine?.size ?? 0;
     if (count >= this.#limits.perClient) {
       this.#sink.end(client, id, {
         code: "overloaded",
@@ -107,8 +109,10 @@ export class SubscriptionTable {
       live: false,
       outbox: [],
     };
-    this.#byKey.set(key, sub);
-    this.#perClient.set(client, count + 1);
+    // `#remove` drops a client's map once it is empty.
+    mine = this.#byClient.get(client);
+    if (mine === undefined) this.#byClient.set(client, mine = new Map());
+    mine.set(id, sub);
     const index = prefix ? this.#byPrefix : this.#byPath;
     let set = index.get(path);
     if (set === undefined) index.set(path, set = new Set());
@@ -118,13 +122,13 @@ export class SubscriptionTable {
 
   /** Removes one subscription. */
   unsubscribe(client: PeerId, id: number): void {
-    const sub = this.#byKey.get(subKey(client, id));
+    const sub = this.#byClient.get(client)?.get(id);
     if (sub !== undefined) this.#remove(sub);
   }
 
   /** The client processed events up to `upTo`: room in its window. */
   ack(source: EventSource, client: PeerId, id: number, upTo: number): void {
-    const sub = this.#byKey.get(subKey(client, id));
+    const sub = this.#byClient.get(client)?.get(id);
     if (sub === undefined) return;
     while (sub.head < sub.sent.length && sub.sent[sub.head] <= upTo) sub.head++;
     if (sub.head >= 256) {
@@ -136,16 +140,18 @@ export class SubscriptionTable {
 
   /** Drops every subscription of a client (it disconnected). */
   dropClient(client: PeerId): void {
-    for (const sub of [...this.#byKey.values()]) {
-      if (sub.client === client) this.#remove(sub);
-    }
+    const mine = this.#byClient.get(client);
+    if (mine === undefined) return;
+    for (const sub of [...mine.values()]) this.#remove(sub);
   }
 
   /** Ends every subscription with `error` (for example: no longer leader). */
   endAll(error: OracleErrorResult): void {
-    for (const sub of [...this.#byKey.values()]) {
-      this.#remove(sub);
-      this.#sink.end(sub.client, sub.id, error);
+    for (const mine of [...this.#byClient.values()]) {
+      for (const sub of [...mine.values()]) {
+        this.#remove(sub);
+        this.#sink.end(sub.client, sub.id, error);
+      }
     }
   }
 
@@ -176,7 +182,7 @@ export class SubscriptionTable {
         sub.outbox = [];
         this.#sink.events(sub.client, sub.id, events);
       }
-      if (!sub.live && this.#byKey.get(subKey(sub.client, sub.id)) === sub) {
+      if (!sub.live && this.#byClient.get(sub.client)?.get(sub.id) === sub) {
         this.#refill(source, sub);
       }
     }
@@ -244,13 +250,11 @@ export class SubscriptionTable {
   }
 
   #remove(sub: Sub): void {
-    const key = subKey(sub.client, sub.id);
-    if (this.#byKey.get(key) !== sub) return;
-    this.#byKey.delete(key);
+    const mine = this.#byClient.get(sub.client);
+    if (mine?.get(sub.id) !== sub) return;
+    mine.delete(sub.id);
+    if (mine.size === 0) this.#byClient.delete(sub.client);
     this.#dirty.delete(sub);
-    const count = (this.#perClient.get(sub.client) ?? 1) - 1;
-    if (count <= 0) this.#perClient.delete(sub.client);
-    else this.#perClient.set(sub.client, count);
     const index = sub.prefix ? this.#byPrefix : this.#byPath;
     const set = index.get(sub.path);
     set?.delete(sub);
@@ -260,8 +264,4 @@ export class SubscriptionTable {
 
 function inflight(sub: Sub): number {
   return sub.sent.length - sub.head;
-}
-
-function subKey(client: PeerId, id: number): string {
-  return `${client}\u0000${id}`;
 }
