@@ -264,8 +264,8 @@ export class OracleReplica {
    * together once it is (consensus-level group commit).
    */
   #proposed = { index: 0, term: 0 };
-  /** Writes proposed or waiting, by `session:req`, until their reply. */
-  readonly #pendingWrites = new Map<string, PeerId>();
+  /** Writes proposed or waiting, by `session:req`, until their reply: who asked, and its request number. */
+  readonly #pendingWrites = new Map<string, { client: PeerId; r: number }>();
   /** Reads waiting for their read-index round, by read id. */
   readonly #pendingReads = new Map<number, PendingRead[]>();
   /** Reads confirmed, waiting for the applied index to reach theirs. */
@@ -595,7 +595,7 @@ export class OracleReplica {
       return;
     }
     const key = requestKey(frame.s, frame.r);
-    this.#pendingWrites.set(key, from);
+    this.#pendingWrites.set(key, { client: from, r: frame.r });
     this.#batch.push({
       client: from,
       request: { session: frame.s, req: frame.r, acked: frame.a, op },
@@ -842,7 +842,7 @@ export class OracleReplica {
     if (leader) this.#subs.flush(this.#sm);
     for (const output of replies ?? []) {
       const key = requestKey(output.session, output.req);
-      const client = this.#pendingWrites.get(key);
+      const client = this.#pendingWrites.get(key)?.client;
       if (client === undefined) continue;
       this.#pendingWrites.delete(key);
       this.#sendClient(
@@ -941,8 +941,7 @@ export class OracleReplica {
     this.#expiring.clear();
     this.#subs.endAll(this.#notLeader());
     const error = this.#notLeader();
-    for (const [key, client] of this.#pendingWrites) {
-      const r = Number(key.slice(key.lastIndexOf("\u0000") + 1));
+    for (const { client, r } of this.#pendingWrites.values()) {
       this.#counters.notLeader++;
       this.#sendClient(client, { t: "res", r, err: error });
     }
