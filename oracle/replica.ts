@@ -272,8 +272,8 @@ export class OracleReplica {
   #readyReads: { index: number; reads: PendingRead[] }[] = [];
   #readBatch: PendingRead[] = [];
   #nextReadId = 1;
-  /** Leader only: when each session was last heard from, and its TTL. */
-  readonly #sessionSeen = new Map<string, { at: number; ttl: number }>();
+  /** Leader only: when each live session was last heard from (its TTL is the state machine's). */
+  readonly #sessionSeen = new Map<string, number>();
   readonly #expiring = new Set<string>();
   #wasLeader = false;
   #tickTimer: TimerId | undefined;
@@ -630,21 +630,14 @@ export class OracleReplica {
         },
       };
     }
-    const seen = this.#sessionSeen.get(session);
-    if (seen === undefined) {
-      const ttl = this.#sm.sessions().find((s) => s.session === session)?.ttlMs;
-      if (ttl !== undefined) {
-        this.#sessionSeen.set(session, { at: this.#clock.now(), ttl });
-      }
-    } else {
-      seen.at = this.#clock.now();
-    }
+    this.#sessionSeen.set(session, this.#clock.now());
     return { ok: null };
   }
 
   #touch(session: string): void {
-    const seen = this.#sessionSeen.get(session);
-    if (seen !== undefined) seen.at = this.#clock.now();
+    if (this.#sessionSeen.has(session)) {
+      this.#sessionSeen.set(session, this.#clock.now());
+    }
   }
 
   // ---- the processing loop ------------------------------------------------
@@ -808,10 +801,7 @@ export class OracleReplica {
           request.op.op === "open_session" &&
           this.#sm.hasSession(request.session)
         ) {
-          this.#sessionSeen.set(request.session, {
-            at: this.#clock.now(),
-            ttl: request.op.ttlMs,
-          });
+          this.#sessionSeen.set(request.session, this.#clock.now());
         }
       }
     }
@@ -927,8 +917,8 @@ export class OracleReplica {
     );
     if (leader) {
       const now = this.#clock.now();
-      for (const { session, ttlMs } of this.#sm.sessions()) {
-        this.#sessionSeen.set(session, { at: now, ttl: ttlMs });
+      for (const { session } of this.#sm.sessions()) {
+        this.#sessionSeen.set(session, now);
       }
     } else {
       this.#resetLeaderState();
@@ -957,7 +947,10 @@ export class OracleReplica {
     const now = this.#clock.now();
     const expired: string[] = [];
     for (const [session, seen] of this.#sessionSeen) {
-      if (now - seen.at > seen.ttl && !this.#expiring.has(session)) {
+      const ttl = this.#sm.sessionTtl(session);
+      if (
+        ttl !== undefined && now - seen > ttl && !this.#expiring.has(session)
+      ) {
         expired.push(session);
         if (expired.length >= 1024) break;
       }

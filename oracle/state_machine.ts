@@ -693,6 +693,27 @@ export class OracleStateMachine {
     return this.#sessions.get(id) !== undefined;
   }
 
+  /**
+   * The time to live a live session was opened with.
+   *
+   * @param id A session id.
+   * @returns Its TTL in milliseconds, or `undefined` if it is not live.
+   *
+   * @example A session's TTL
+   * ```ts
+   * import { OracleStateMachine } from "./state_machine.ts";
+   * import assert from "node:assert/strict";
+   *
+   * const sm = new OracleStateMachine();
+   * sm.apply(1, { batch: [{ session: "c", req: 1, acked: 0, op: { op: "open_session", ttlMs: 5_000 } }] });
+   * assert.equal(sm.sessionTtl("c"), 5_000);
+   * assert.equal(sm.sessionTtl("d"), undefined);
+   * ```
+   */
+  sessionTtl(id: string): number | undefined {
+    return this.#sessions.get(id)?.ttlMs;
+  }
+
   #body(): SnapshotBody {
     const channels = this.#channels.toSnapshot();
     const locks = this.#locks.toSnapshot();
