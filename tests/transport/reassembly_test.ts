@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import {
   DATAGRAM_FIXED_HEADER_SIZE,
   DatagramEncoder,
+  type DatagramEncoderOptions,
   type Fragment,
   MAX_SENDER_ID_BYTES,
   parseDatagram,
@@ -9,7 +10,10 @@ import {
   verifyDatagramMac,
   writeUint32,
 } from "../../transport/_datagram.ts";
-import { Reassembler } from "../../transport/_reassembly.ts";
+import {
+  Reassembler,
+  type ReassemblyStats,
+} from "../../transport/_reassembly.ts";
 import { FrameError, type FrameErrorReason } from "../../transport/frame.ts";
 import { payloadOf, prng } from "./_helpers.ts";
 
@@ -73,6 +77,7 @@ function assertFrameError(
   fn: () => unknown,
   reason: FrameErrorReason,
   includes?: string,
+  label?: string,
 ): void {
   assert.throws(fn, (error: unknown) => {
     assert.ok(error instanceof FrameError, `expected FrameError, got ${error}`);
@@ -82,7 +87,26 @@ function assertFrameError(
       assert.ok(error.message.includes(includes), error.message);
     }
     return true;
-  });
+  }, label);
+}
+
+/** Asserts the reassembler holds no bytes and no incomplete frame. */
+function assertEmpty(r: Reassembler): void {
+  assert.equal(r.heldBytes, 0);
+  assert.equal(r.incompleteFrames, 0);
+}
+
+/** Asserts the named counters of `r.stats()`, and only those. */
+function assertStats(
+  r: Reassembler,
+  expected: Partial<ReassemblyStats>,
+): void {
+  const s = r.stats();
+  const got: Partial<ReassemblyStats> = {};
+  for (const key of Object.keys(expected) as (keyof ReassemblyStats)[]) {
+    got[key] = s[key];
+  }
+  assert.deepEqual(got, expected);
 }
 
 Deno.test("datagram format", async (t) => {
@@ -164,130 +188,90 @@ Deno.test("datagram format", async (t) => {
       f(d);
       return d;
     };
-    assertFrameError(
-      () => parseDatagram(new Uint8Array(0), MAX_FRAME),
-      "truncated",
-    );
-    assertFrameError(
-      () => parseDatagram(good.subarray(0, 12), MAX_FRAME),
-      "truncated",
-    );
-    assertFrameError(
-      () => parseDatagram(mutate((d) => d[0] = 0x00), MAX_FRAME),
-      "bad-magic",
-    );
-    assertFrameError(
-      () => parseDatagram(mutate((d) => d[1] = 0x00), MAX_FRAME),
-      "bad-magic",
-    );
-    assertFrameError(
-      () => parseDatagram(mutate((d) => d[2] = 9), MAX_FRAME),
-      "bad-version",
-    );
-    assertFrameError(
-      () => parseDatagram(mutate((d) => d[3] = 4), MAX_FRAME),
-      "malformed",
-      "kind",
-    );
-    assertFrameError(
-      () => parseDatagram(mutate((d) => d[4] = 0x80), MAX_FRAME),
-      "malformed",
-      "flags",
-    );
-    assertFrameError(
-      () => parseDatagram(mutate((d) => d[5] = 0), MAX_FRAME),
-      "malformed",
-      "id length",
-    );
-    assertFrameError(
-      () =>
-        parseDatagram(mutate((d) => d[5] = MAX_SENDER_ID_BYTES + 1), MAX_FRAME),
-      "malformed",
-      "id length",
-    );
-    assertFrameError(
-      () => parseDatagram(mutate((d) => d[6] = 0xff), MAX_FRAME),
-      "malformed",
-      "UTF-8",
-    );
-    // MAC flag set on a datagram too short to hold one
-    assertFrameError(
-      () =>
-        parseDatagram(
-          mutate((d) => d[4] = 1, good.subarray(0, idEnd + 16 + 8)),
-          MAX_FRAME,
-        ),
-      "truncated",
-    );
-    // absurd fragment count, index out of range, zero count, frame too large
-    assertFrameError(
-      () =>
-        parseDatagram(
-          mutate((d) => writeUint32(d, idEnd + 12, 0xffffffff)),
-          MAX_FRAME,
-        ),
-      "malformed",
-      "count",
-    );
-    assertFrameError(
-      () =>
-        parseDatagram(mutate((d) => writeUint32(d, idEnd + 12, 0)), MAX_FRAME),
-      "malformed",
-      "count",
-    );
-    assertFrameError(
-      () =>
-        parseDatagram(mutate((d) => writeUint32(d, idEnd + 8, 5)), MAX_FRAME),
-      "malformed",
-      "index",
-    );
-    assertFrameError(
-      () =>
-        parseDatagram(
-          mutate((d) => writeUint32(d, idEnd + 4, MAX_FRAME + 1)),
-          MAX_FRAME,
-        ),
-      "too-large",
-    );
-    // one fragment whose chunk is not the whole frame
-    assertFrameError(
-      () =>
-        parseDatagram(mutate((d) => writeUint32(d, idEnd + 4, 31)), MAX_FRAME),
-      "malformed",
-    );
+    const cases: Array<[string, Uint8Array, FrameErrorReason, string?]> = [
+      ["empty", new Uint8Array(0), "truncated"],
+      ["12 bytes", good.subarray(0, 12), "truncated"],
+      ["magic byte 0", mutate((d) => d[0] = 0x00), "bad-magic"],
+      ["magic byte 1", mutate((d) => d[1] = 0x00), "bad-magic"],
+      ["version", mutate((d) => d[2] = 9), "bad-version"],
+      ["kind", mutate((d) => d[3] = 4), "malformed", "kind"],
+      ["flags", mutate((d) => d[4] = 0x80), "malformed", "flags"],
+      ["id length 0", mutate((d) => d[5] = 0), "malformed", "id length"],
+      [
+        "id length too long",
+        mutate((d) => d[5] = MAX_SENDER_ID_BYTES + 1),
+        "malformed",
+        "id length",
+      ],
+      ["id not UTF-8", mutate((d) => d[6] = 0xff), "malformed", "UTF-8"],
+      // MAC flag set on a datagram too short to hold one
+      [
+        "MAC flag, no room",
+        mutate((d) => d[4] = 1, good.subarray(0, idEnd + 16 + 8)),
+        "truncated",
+      ],
+      // absurd fragment count, index out of range, zero count, frame too large
+      [
+        "absurd count",
+        mutate((d) => writeUint32(d, idEnd + 12, 0xffffffff)),
+        "malformed",
+        "count",
+      ],
+      [
+        "zero count",
+        mutate((d) => writeUint32(d, idEnd + 12, 0)),
+        "malformed",
+        "count",
+      ],
+      [
+        "index out of range",
+        mutate((d) => writeUint32(d, idEnd + 8, 5)),
+        "malformed",
+        "index",
+      ],
+      [
+        "frame too large",
+        mutate((d) => writeUint32(d, idEnd + 4, MAX_FRAME + 1)),
+        "too-large",
+      ],
+      // one fragment whose chunk is not the whole frame
+      [
+        "chunk not the whole frame",
+        mutate((d) => writeUint32(d, idEnd + 4, 31)),
+        "malformed",
+      ],
+    ];
+    for (const [label, datagram, reason, includes] of cases) {
+      assertFrameError(
+        () => parseDatagram(datagram, MAX_FRAME),
+        reason,
+        includes,
+        label,
+      );
+    }
   });
 
   await t.step("encoder options are validated", () => {
-    assert.throws(
-      () => new DatagramEncoder({ sender: "", maxDatagramSize: 100 }),
-      TypeError,
-    );
-    assert.throws(
-      () =>
-        new DatagramEncoder({
-          sender: "x".repeat(MAX_SENDER_ID_BYTES + 1),
-          maxDatagramSize: 1000,
-        }),
-      TypeError,
-    );
-    assert.throws(
-      () => new DatagramEncoder({ sender: "a", maxDatagramSize: 30 }),
-      RangeError,
-    );
-    assert.throws(
-      () => new DatagramEncoder({ sender: "a", maxDatagramSize: 65_508 }),
-      RangeError,
-    );
-    assert.throws(
-      () => new DatagramEncoder({ sender: "a", maxDatagramSize: 100.5 }),
-      RangeError,
-    );
     const key = new Uint8Array([1]);
-    // 22 + 1 header + 32 MAC leave 15 bytes: below the 16-byte minimum chunk
-    assert.throws(
-      () => new DatagramEncoder({ sender: "a", maxDatagramSize: 70, key }),
-      RangeError,
-    );
+    const refused: Array<[DatagramEncoderOptions, ErrorConstructor]> = [
+      [{ sender: "", maxDatagramSize: 100 }, TypeError],
+      [
+        { sender: "x".repeat(MAX_SENDER_ID_BYTES + 1), maxDatagramSize: 1000 },
+        TypeError,
+      ],
+      [{ sender: "a", maxDatagramSize: 30 }, RangeError],
+      [{ sender: "a", maxDatagramSize: 65_508 }, RangeError],
+      [{ sender: "a", maxDatagramSize: 100.5 }, RangeError],
+      // 22 + 1 header + 32 MAC leave 15 bytes: below the 16-byte minimum chunk
+      [{ sender: "a", maxDatagramSize: 70, key }, RangeError],
+    ];
+    for (const [options, error] of refused) {
+      assert.throws(
+        () => new DatagramEncoder(options),
+        error,
+        JSON.stringify(options),
+      );
+    }
     assert.equal(
       new DatagramEncoder({ sender: "a", maxDatagramSize: 71, key }).chunkSize,
       16,
@@ -326,8 +310,7 @@ Deno.test("reassembly", async (t) => {
           for (const frame of got) {
             assert.deepEqual(frame, payload, `size ${size}`);
           }
-          assert.equal(r.heldBytes, 0);
-          assert.equal(r.incompleteFrames, 0);
+          assertEmpty(r);
         }
       }
       const s = r.stats();
@@ -390,12 +373,12 @@ Deno.test("reassembly", async (t) => {
       );
       assert.equal(r.incompleteFrames, 30);
       assert.equal(r.sweep(100 + 59 + TIMEOUT), 30);
-      assert.equal(r.heldBytes, 0);
-      assert.equal(r.incompleteFrames, 0);
-      const s = r.stats();
-      assert.equal(s.framesExpired, 60);
-      assert.equal(s.framesCompleted, 0);
-      assert.equal(s.framesEvicted, 0);
+      assertEmpty(r);
+      assertStats(r, {
+        framesExpired: 60,
+        framesCompleted: 0,
+        framesEvicted: 0,
+      });
     },
   );
 
@@ -419,9 +402,10 @@ Deno.test("reassembly", async (t) => {
         assert.ok(r.heldBytes <= maxBytes, `held ${r.heldBytes}`);
         assert.ok(r.incompleteFrames <= 8);
       }
-      const s = r.stats();
-      assert.equal(s.framesEvicted, started - r.incompleteFrames);
-      assert.equal(s.framesCompleted, 0);
+      assertStats(r, {
+        framesEvicted: started - r.incompleteFrames,
+        framesCompleted: 0,
+      });
       const payload = payloadOf(MAX_FRAME, 99);
       assert.deepEqual(
         feed(
@@ -433,8 +417,7 @@ Deno.test("reassembly", async (t) => {
       );
       assert.ok(r.heldBytes <= maxBytes);
       r.sweep(600 + TIMEOUT);
-      assert.equal(r.heldBytes, 0);
-      assert.equal(r.incompleteFrames, 0);
+      assertEmpty(r);
     },
   );
 
@@ -445,10 +428,11 @@ Deno.test("reassembly", async (t) => {
       r.accept(fragmentsOf(payloadOf(1000, 1), 1)[0], 0);
       r.accept(fragmentsOf(payloadOf(1000, 2), 2)[0], 10);
       r.accept(fragmentsOf(payloadOf(1000, 3), 3)[0], TIMEOUT + 5);
-      const s = r.stats();
-      assert.equal(s.framesExpired, 1);
-      assert.equal(s.framesEvicted, 0);
-      assert.equal(s.incompleteFrames, 2);
+      assertStats(r, {
+        framesExpired: 1,
+        framesEvicted: 0,
+        incompleteFrames: 2,
+      });
     },
   );
 
@@ -517,52 +501,39 @@ Deno.test("reassembly", async (t) => {
     () => {
       const r = reassembler();
       const base = fragmentsOf(payloadOf(1000, 4), 9)[0];
-      // 4 fragments of 100 bytes cannot make a 1000-byte frame
-      assertFrameError(
-        () =>
-          r.accept(
-            { ...base, fragmentCount: 4, chunk: new Uint8Array(100) },
-            0,
-          ),
-        "malformed",
-        "chunk size",
-      );
-      // a last fragment of 7 bytes: 993 is not a multiple of 2
-      assertFrameError(
-        () =>
-          r.accept({
-            ...base,
-            fragmentIndex: 2,
-            fragmentCount: 3,
-            chunk: new Uint8Array(7),
-          }, 0),
-        "malformed",
-        "chunk size",
-      );
-      // a last fragment larger than the others would be
-      assertFrameError(
-        () =>
-          r.accept({
-            ...base,
-            fragmentIndex: 1,
-            fragmentCount: 2,
-            chunk: new Uint8Array(600),
-          }, 0),
-        "malformed",
-      );
-      // more fragments than bytes
-      assertFrameError(
-        () =>
-          r.accept({
-            ...base,
-            frameLength: 3,
-            fragmentCount: 4,
-            chunk: new Uint8Array(1),
-          }, 0),
-        "malformed",
-      );
-      assert.equal(r.heldBytes, 0);
-      assert.equal(r.incompleteFrames, 0);
+      const shapes: Array<[string, Partial<Fragment>, string?]> = [
+        // 4 fragments of 100 bytes cannot make a 1000-byte frame
+        [
+          "4 x 100 bytes",
+          { fragmentCount: 4, chunk: new Uint8Array(100) },
+          "chunk size",
+        ],
+        // a last fragment of 7 bytes: 993 is not a multiple of 2
+        [
+          "last of 7 bytes",
+          { fragmentIndex: 2, fragmentCount: 3, chunk: new Uint8Array(7) },
+          "chunk size",
+        ],
+        // a last fragment larger than the others would be
+        [
+          "last too large",
+          { fragmentIndex: 1, fragmentCount: 2, chunk: new Uint8Array(600) },
+        ],
+        // more fragments than bytes
+        [
+          "more fragments than bytes",
+          { frameLength: 3, fragmentCount: 4, chunk: new Uint8Array(1) },
+        ],
+      ];
+      for (const [label, change, includes] of shapes) {
+        assertFrameError(
+          () => r.accept({ ...base, ...change }, 0),
+          "malformed",
+          includes,
+          label,
+        );
+      }
+      assertEmpty(r);
     },
   );
 
