@@ -57,6 +57,7 @@ Deno.test("transport module exports the transports, framing and codecs", () => {
     "MemoryNetwork",
     "MemoryTransport",
     "TcpTransport",
+    "TransportMux",
     "UdpTransport",
     "checkMaxFrameSize",
     "emptyTransportStats",

@@ -37,6 +37,7 @@ export {
   type MemoryNetworkOptions,
   MemoryTransport,
 } from "./memory_transport.ts";
+export { TransportMux } from "./mux.ts";
 export {
   DEFAULT_MAX_DATAGRAM_SIZE,
   type UdpAddress,
