@@ -19,6 +19,7 @@
 
 import { parseArgs } from "node:util";
 import { usageError } from "./_usage.ts";
+import { type LoadResult, rate, round, runLoad } from "./_load.ts";
 import { OracleClient } from "../oracle/client.ts";
 import {
   connectWhenReady,
@@ -74,11 +75,6 @@ function progress(message: string): void {
   console.error(`[bench oracle] ${message}`);
 }
 
-function round(x: number, digits = 0): number {
-  const f = 10 ** digits;
-  return Math.round(x * f) / f;
-}
-
 function percentile(sorted: number[], q: number): number {
   if (sorted.length === 0) return NaN;
   return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
@@ -97,54 +93,6 @@ class ElectionCounter {
     this.terms.add(term);
     if (this.armed) this.during.add(term);
   };
-}
-
-interface LoadResult {
-  ops: number;
-  seconds: number;
-  errors: number;
-  lastError: string | undefined;
-}
-
-/**
- * Runs `op(worker)` in a loop on every worker (one call in flight each)
- * for `seconds`; counts completed calls.
- */
-async function runLoad(
-  workers: number,
-  seconds: number,
-  op: (worker: number) => Promise<void>,
-): Promise<LoadResult> {
-  let ops = 0;
-  let errors = 0;
-  let lastError: string | undefined;
-  const start = performance.now();
-  const end = start + seconds * 1000;
-  await Promise.all(
-    Array.from({ length: workers }, async (_, w) => {
-      // Bounded: one call in flight per worker, each with a client deadline.
-      while (performance.now() < end) {
-        try {
-          await op(w);
-          ops++;
-        } catch (error) {
-          errors++;
-          lastError = (error as Error).message;
-          await delay(10);
-        }
-      }
-    }),
-  );
-  return {
-    ops,
-    seconds: (performance.now() - start) / 1000,
-    errors,
-    lastError,
-  };
-}
-
-function rate(result: LoadResult): number {
-  return result.ops / result.seconds;
 }
 
 /**
