@@ -223,6 +223,14 @@ export class ChannelStore {
     return { events, next };
   }
 
+  /**
+   * The first channel that ever had an event whose path passes `test`. A scan of every channel: only a delegation asks.
+   */
+  findPath(test: (path: string) => boolean): string | undefined {
+    for (const path of this.#channels.keys()) if (test(path)) return path;
+    return undefined;
+  }
+
   /** The channels in insertion order, as a snapshot stores them. */
   toSnapshot(): { rev: number; channels: ChannelSnapshot[] } {
     const channels: ChannelSnapshot[] = [];

@@ -393,6 +393,16 @@ export class GroupTable {
     };
   }
 
+  /**
+   * The first group record (kept forever once a group was joined) whose
+   * name passes `test`. A scan of every group: only a delegation
+   * asks.
+   */
+  findPath(test: (name: string) => boolean): string | undefined {
+    for (const name of this.#groups.keys()) if (test(name)) return name;
+    return undefined;
+  }
+
   toSnapshot(): GroupSnapshot[] {
     const out: GroupSnapshot[] = [];
     for (const [name, g] of this.#groups) {

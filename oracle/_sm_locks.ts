@@ -52,6 +52,11 @@ export class LockTable {
     return this.#tokens;
   }
 
+  /** Makes the next token at least `floor + 1` (a child adopting its parent's tokens). */
+  raiseTokens(floor: number): void {
+    if (floor > this.#tokens) this.#tokens = floor;
+  }
+
   #index(session: string, path: string, add: boolean): void {
     let paths = this.#bySession.get(session);
     if (add) {
@@ -157,6 +162,15 @@ export class LockTable {
       token: lock.token,
       waiters: lock.waiters.length,
     };
+  }
+
+  /**
+   * The first held lock whose path passes `test` (a queued request waits
+   * on a held lock). A scan of every lock: only a delegation asks.
+   */
+  findPath(test: (path: string) => boolean): string | undefined {
+    for (const path of this.#locks.keys()) if (test(path)) return path;
+    return undefined;
   }
 
   /** Every lock in insertion order, as a snapshot stores it. */

@@ -27,6 +27,16 @@ export const MAX_MEMBER_LENGTH = 256;
 export const MAX_REASON_LENGTH = 1_024;
 /** The most events one read returns. */
 export const MAX_READ_LIMIT = 1_000;
+/** The longest Oracle group name in a delegation, in characters. */
+export const MAX_TREE_GROUP_LENGTH = 128;
+/** The most replicas a delegation names. */
+export const MAX_TREE_REPLICAS = 9;
+/** The longest replica id in a delegation, in characters. */
+export const MAX_TREE_REPLICA_ID_LENGTH = 128;
+/** The longest replica address (`"host:port"`) in a delegation, in characters. */
+export const MAX_TREE_ADDRESS_LENGTH = 255;
+/** The most session ids one `ended_sessions` read checks. */
+export const MAX_ENDED_QUERY = 1_000;
 
 /** Builds an error result. */
 export function fail(
@@ -93,6 +103,46 @@ function checkPathField(
   return undefined;
 }
 
+/**
+ * Checks a delegation's replicas: a plain object of 1 to 9 entries, replica
+ * id to `"host:port"` (the address's shape is checked loosely: a string of
+ * 1 to 255 characters).
+ */
+function checkReplicas(
+  value: unknown,
+): { error: OracleErrorResult } | undefined {
+  const shape =
+    `Field "replicas" must map 1 to ${MAX_TREE_REPLICAS} replica ids (1 to ${MAX_TREE_REPLICA_ID_LENGTH} characters) to "host:port" addresses (1 to ${MAX_TREE_ADDRESS_LENGTH} characters)`;
+  if (
+    value === null || typeof value !== "object" || Array.isArray(value) ||
+    (Object.getPrototypeOf(value) !== Object.prototype &&
+      Object.getPrototypeOf(value) !== null)
+  ) {
+    return fail("invalid", shape);
+  }
+  const entries = Object.entries(value);
+  if (entries.length < 1 || entries.length > MAX_TREE_REPLICAS) {
+    return fail("invalid", `${shape}, got ${entries.length} entries`);
+  }
+  for (const [id, address] of entries) {
+    if (id.length === 0 || id.length > MAX_TREE_REPLICA_ID_LENGTH) {
+      return fail("invalid", `${shape}, got replica id ${quote(id)}`);
+    }
+    if (
+      typeof address !== "string" || address.length === 0 ||
+      address.length > MAX_TREE_ADDRESS_LENGTH
+    ) {
+      return fail(
+        "invalid",
+        `${shape}, got ${
+          typeof address === "string" ? quote(address) : typeof address
+        } for replica ${quote(id)}`,
+      );
+    }
+  }
+  return undefined;
+}
+
 /** Checks a session id: a string of 1 to 128 characters. */
 export function checkSessionId(value: unknown): boolean {
   return typeof value === "string" && value.length > 0 &&
@@ -145,6 +195,10 @@ export function checkWriteOp(
       return checkPathField("group", op.group, true) ??
         checkName("member", op.member, MAX_MEMBER_LENGTH) ??
         checkCount("viewId", op.viewId, 1);
+    case "delegate":
+      return checkPathField("prefix", op.prefix, true) ??
+        checkName("group", op.group, MAX_TREE_GROUP_LENGTH) ??
+        checkReplicas(op.replicas);
     default:
       return fail(
         "unknown_op",
@@ -173,6 +227,17 @@ export function checkReadOp(
       return checkPathField("path", op.path, false);
     case "get_view":
       return checkPathField("group", op.group, false);
+    case "get_tree":
+      return undefined;
+    case "ended_sessions":
+      return Array.isArray(op.sessions) && op.sessions.length >= 1 &&
+          op.sessions.length <= MAX_ENDED_QUERY &&
+          op.sessions.every((id) => typeof id === "string")
+        ? undefined
+        : fail(
+          "invalid",
+          `Field "sessions" must be an array of 1 to ${MAX_ENDED_QUERY} session ids (strings)`,
+        );
     default:
       return fail(
         "unknown_op",
@@ -244,6 +309,11 @@ export class SessionTable {
   /** Live sessions in the order they were opened. */
   list(): { session: string; ttlMs: number }[] {
     return [...this.#live].map(([session, s]) => ({ session, ttlMs: s.ttlMs }));
+  }
+
+  /** Live session ids in the order they were opened. */
+  ids(): string[] {
+    return [...this.#live.keys()];
   }
 
   toSnapshot(): { live: SessionSnapshot[]; ended: string[] } {

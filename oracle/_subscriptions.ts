@@ -155,6 +155,24 @@ export class SubscriptionTable {
     }
   }
 
+  /**
+   * Ends every subscription (to a channel or a prefix) for which `reason`
+   * returns an error given its path, with that error (for example `moved`, once its path was delegated). A scan of
+   * every subscription: only a delegation asks.
+   */
+  endWhere(
+    reason: (path: string) => OracleErrorResult | undefined,
+  ): void {
+    for (const mine of [...this.#byClient.values()]) {
+      for (const sub of [...mine.values()]) {
+        const error = reason(sub.path);
+        if (error === undefined) continue;
+        this.#remove(sub);
+        this.#sink.end(sub.client, sub.id, error);
+      }
+    }
+  }
+
   /** Offers one newly applied event to every matching subscription. */
   offer(event: ChannelEvent): void {
     const exact = this.#byPath.get(event.path);

@@ -121,6 +121,24 @@ export interface FlushedOp {
   readonly member: string;
 }
 
+/**
+ * Hands the subtree at `prefix` to another Oracle group (the parent's
+ * side of a delegation). Refused (`delegation`) when this group does not
+ * own the prefix, when it overlaps another delegation, or when this group
+ * holds state under it (a channel that ever had an event, a lock, a
+ * group). Delegations are permanent: a delegated subtree cannot be moved.
+ */
+export interface DelegateOp {
+  /** The operation's name. */
+  readonly op: "delegate";
+  /** The subtree handed over: every path at or under it (not `/`, not reserved). */
+  readonly prefix: string;
+  /** The name of the Oracle group that takes it. */
+  readonly group: string;
+  /** That group's replicas: replica id to `"host:port"` (1 to 9 entries). */
+  readonly replicas: Readonly<Record<string, string>>;
+}
+
 /** Every operation that changes state (goes through the log). */
 export type WriteOp =
   | OpenSessionOp
@@ -132,7 +150,8 @@ export type WriteOp =
   | JoinOp
   | LeaveOp
   | RemoveOp
-  | FlushedOp;
+  | FlushedOp
+  | DelegateOp;
 
 /** Reads a channel's retained events from `from`, at most `limit`. */
 export interface ReadChannelOp {
@@ -162,8 +181,34 @@ export interface GetViewOp {
   readonly group: string;
 }
 
+/**
+ * Reads this group's place in the tree: the prefixes it owns (`["/"]` for
+ * the root) and the delegations it made. Result: {@linkcode OracleTree}.
+ */
+export interface GetTreeOp {
+  /** The operation's name. */
+  readonly op: "get_tree";
+}
+
+/**
+ * Asks which of `sessions` are not live here (ended, expired or never
+ * opened). A child group asks its root, the home of every session of the
+ * tree, and ends those sessions too. Result: `{ ended: string[] }`.
+ */
+export interface EndedSessionsOp {
+  /** The operation's name. */
+  readonly op: "ended_sessions";
+  /** Session ids to check (1 to 1,000). */
+  readonly sessions: readonly string[];
+}
+
 /** Every read (served after a read-index round, never logged). */
-export type ReadOp = ReadChannelOp | GetLockOp | GetViewOp;
+export type ReadOp =
+  | ReadChannelOp
+  | GetLockOp
+  | GetViewOp
+  | GetTreeOp
+  | EndedSessionsOp;
 
 /** Keeps the request's session alive (handled by the leader, never logged). */
 export interface KeepAliveOp {
@@ -186,10 +231,16 @@ export interface ClientRequest {
   readonly op: WriteOp;
 }
 
-/** What one log entry carries: a batch of client requests, or an expiry the leader decided. */
+/**
+ * What one log entry carries: a batch of client requests, an expiry the
+ * leader decided, or prefixes a child group's leader adopts because its
+ * parent delegated them (ignored by a root), with the parent's last
+ * fencing token, above which the child's tokens continue.
+ */
 export type EntryCommand =
   | { readonly batch: readonly ClientRequest[] }
-  | { readonly expire: readonly string[] };
+  | { readonly expire: readonly string[] }
+  | { readonly adopt: readonly string[]; readonly tokens?: number };
 
 /** One event of a channel. */
 export interface ChannelEvent {
@@ -248,6 +299,30 @@ export type ViewEvent =
     readonly left: readonly string[];
   };
 
+/** A subtree of paths one Oracle group handed to another. */
+export interface Delegation {
+  /** Every path at or under it belongs to `group`. */
+  readonly prefix: string;
+  /** The name of the Oracle group that owns it. */
+  readonly group: string;
+  /** That group's replicas: replica id to `"host:port"`. */
+  readonly replicas: Readonly<Record<string, string>>;
+}
+
+/** A group's place in the tree, as `get_tree` reads it. */
+export interface OracleTree {
+  /** The prefixes this group owns, sorted (`["/"]` for a root). */
+  readonly owns: readonly string[];
+  /** The delegations this group made, sorted by prefix. */
+  readonly delegations: readonly Delegation[];
+  /**
+   * The last fencing token this group granted. A child adopting a prefix
+   * starts its own tokens above its parent's, so the tokens of a lock
+   * path keep growing across the delegation.
+   */
+  readonly tokens: number;
+}
+
 /** Error codes the Oracle answers with. */
 export type OracleErrorCode =
   /** Not the leader; `leader` names it when known. */
@@ -275,7 +350,16 @@ export type OracleErrorCode =
   /** The request is larger than the Oracle accepts. */
   | "too_large"
   /** The request's reply was already acknowledged by the client. */
-  | "duplicate";
+  | "duplicate"
+  /** The path was delegated to another Oracle group; `delegation` names it. */
+  | "moved"
+  /**
+   * This group does not own the path (a child group that has not adopted
+   * it yet): resolve the path again from the root.
+   */
+  | "not_owner"
+  /** A `delegate` was refused: see the message. */
+  | "delegation";
 
 /** An error result. */
 export interface OracleErrorResult {
@@ -287,6 +371,8 @@ export interface OracleErrorResult {
   readonly leader?: string | undefined;
   /** For `compacted`: the first available sequence number (or revision). */
   readonly first?: number | undefined;
+  /** For `moved`: the delegation that owns the path. */
+  readonly delegation?: Delegation | undefined;
 }
 
 /** A result: `ok` with a JSON value, or `error`. */
@@ -296,6 +382,21 @@ export type OpResult =
 
 /** The reserved root under which the Oracle keeps its own channels. */
 export const SYSTEM_PREFIX = "/_sys";
+
+/**
+ * The channel where a group's delegations are appended as events
+ * `{ type: "delegate", prefix, group, replicas }`.
+ */
+export const TREE_CHANNEL = `${SYSTEM_PREFIX}/tree`;
+
+/**
+ * The path whose owner serves `path`: the group path for a view channel
+ * (`/_sys/views/apps/kv` → `/apps/kv`), `path` itself otherwise.
+ */
+export function ownerPath(path: string): string {
+  const views = `${SYSTEM_PREFIX}/views/`;
+  return path.startsWith(views) ? path.slice(views.length - 1) : path;
+}
 
 /** The channel where a group's view events are appended, for example `/_sys/views/apps/kv`. */
 export function viewChannel(group: string): string {

@@ -15,6 +15,10 @@
  * channel events to subscribers and lock grants to waiters, and expires
  * sessions whose keep-alives stopped.
  *
+ * In a tree of Oracle groups, a child group's leader also adopts the
+ * prefixes its parent delegated to it and ends the sessions its root no
+ * longer has live (see {@linkcode OracleReplicaOptions.tree}).
+ *
  * @module
  */
 
@@ -24,14 +28,18 @@ import type { Random } from "../runtime/random.ts";
 import type { Storage } from "../runtime/storage.ts";
 import { JsonCodec } from "../transport/codec.ts";
 import type { PeerId, Transport } from "../transport/transport.ts";
-import type {
-  ClientRequest,
-  EntryCommand,
-  Json,
-  OpResult,
-  OracleErrorResult,
-  ReadOp,
+import {
+  type ClientRequest,
+  type Delegation,
+  type EntryCommand,
+  type Json,
+  type OpResult,
+  type OracleErrorResult,
+  type OracleTree,
+  ownerPath,
+  type ReadOp,
 } from "./commands.ts";
+import { isUnder } from "./path.ts";
 import { RaftNode } from "./raft.ts";
 import type {
   LogEntry,
@@ -50,6 +58,7 @@ import { parseClientFrame } from "./validate.ts";
 import { Wal, type WalOptions } from "./wal.ts";
 import { SubscriptionTable } from "./_subscriptions.ts";
 import { SyncQueue } from "./_sync_queue.ts";
+import { TreeSync } from "./_tree_sync.ts";
 import type {
   ClientFrame,
   ReplicaToClientFrame,
@@ -102,6 +111,35 @@ export interface OracleReplicaOptions {
   wal?: WalOptions | undefined;
   /** Hooks for checkers (the simulator): called as entries are applied. */
   observer?: OracleReplicaObserver | undefined;
+  /**
+   * For a child group of a tree of Oracle groups (set `stateMachine.treeRoot`
+   * to `false` too): how its leader reaches the parent and the root. While
+   * it leads, it adopts the prefixes the parent delegated to this group,
+   * and ends the sessions the root no longer has live: the root is the
+   * home of every session of the tree, so a session that ended there (it
+   * closed or expired) ends in every child group too. A root has none.
+   */
+  tree?: OracleTreeLink | undefined;
+}
+
+/** How a child group's replicas reach their parent and the root (see {@linkcode OracleReplicaOptions.tree}). */
+export interface OracleTreeLink {
+  /** This group's name, as its parent's delegations name it. */
+  readonly name: string;
+  /** Connects to the parent and the root; called when this replica becomes leader, closed when it stops leading. */
+  connect(): Promise<OracleTreeUpstream>;
+  /** Milliseconds between two syncs. Default 200. */
+  readonly syncMs?: number | undefined;
+}
+
+/** What a child group's leader asks upstream. */
+export interface OracleTreeUpstream {
+  /** The parent's place in the tree: its delegations and last fencing token (its `get_tree`). */
+  tree(): Promise<OracleTree>;
+  /** Which of `sessions` the root no longer has live (its `ended_sessions`). */
+  endedSessions(sessions: readonly string[]): Promise<readonly string[]>;
+  /** Releases the connections. */
+  close(): Promise<void>;
 }
 
 /** Hooks a checker can attach to a replica. */
@@ -145,6 +183,12 @@ export interface OracleReplicaCounters {
   applied: number;
   /** Sends the transport refused or could not route. */
   sendFailures: number;
+  /** Prefixes this leader proposed to adopt because its parent delegated them (child groups). */
+  treeAdopts: number;
+  /** Sessions this leader proposed to expire because the root ended them (child groups). */
+  treeExpiries: number;
+  /** Syncs with the parent or the root that failed (child groups). */
+  treeSyncFailures: number;
 }
 
 /** A JSON view of a replica's state, for status endpoints and tests. */
@@ -251,6 +295,8 @@ export class OracleReplica {
   /** Encodes into one reused buffer: transports copy a frame on `send`. */
   readonly #codec = new JsonCodec<unknown>();
   readonly #subs: SubscriptionTable;
+  /** A child group's sync with its parent and root, while leading. */
+  readonly #treeSync: TreeSync | undefined;
   #sm: OracleStateMachine;
   #appliedTerm = 0;
   #lastSnapshotIndex = 0;
@@ -295,6 +341,9 @@ export class OracleReplica {
     snapshots: 0,
     applied: 0,
     sendFailures: 0,
+    treeAdopts: 0,
+    treeExpiries: 0,
+    treeSyncFailures: 0,
   };
 
   private constructor(options: OracleReplicaOptions) {
@@ -364,6 +413,19 @@ export class OracleReplica {
       end: (client, id, err) =>
         this.#sendClient(client, { t: "subend", id, err }),
     }, { window: 4096, eventsPerFrame: 256, perClient: 1024 });
+    this.#treeSync = options.tree === undefined
+      ? undefined
+      : new TreeSync(options.tree, {
+        id: this.#id,
+        clock: this.#clock,
+        logger: this.#log,
+        counters: this.#counters,
+        appliedIndex: () => this.#sm.appliedIndex,
+        ownedPrefixes: () => this.#sm.ownedPrefixes(),
+        liveSessions: () => this.#sm.liveSessions(),
+        adopt: (prefixes, tokens) => this.#proposeAdopt(prefixes, tokens),
+        expire: (sessions) => this.#expireEnded(sessions),
+      });
     this.#log.log("info", "oracle.replica.start", {
       id: this.#id,
       replicas,
@@ -412,6 +474,11 @@ export class OracleReplica {
     return this.#sm.appliedIndex;
   }
 
+  /** The ids of the live sessions in the applied state, in the order they were opened (for checkers). */
+  liveSessions(): string[] {
+    return this.#sm.liveSessions();
+  }
+
   /** A fingerprint of the applied state (equal on replicas at the same index). */
   digest(): string {
     return this.#sm.digest();
@@ -446,6 +513,7 @@ export class OracleReplica {
     this.#stopped = true;
     if (this.#tickTimer !== undefined) this.#clock.clearTimer(this.#tickTimer);
     this.#tickTimer = undefined;
+    this.#treeSync?.stop();
     this.#sync.stop();
     this.#log.log("info", "oracle.replica.stop", {
       id: this.#id,
@@ -531,7 +599,7 @@ export class OracleReplica {
       case "req":
         this.#onRequest(from, frame);
         return;
-      case "sub":
+      case "sub": {
         if (!this.isLeader) {
           this.#counters.notLeader++;
           this.#sendClient(from, {
@@ -539,6 +607,12 @@ export class OracleReplica {
             id: frame.id,
             err: this.#notLeader(),
           });
+          return;
+        }
+        const notOwned = this.#sm.owner(frame.path);
+        if (notOwned !== undefined) {
+          this.#subs.unsubscribe(from, frame.id);
+          this.#sendClient(from, { t: "subend", id: frame.id, err: notOwned });
           return;
         }
         this.#subs.subscribe(
@@ -550,6 +624,7 @@ export class OracleReplica {
           frame.from,
         );
         return;
+      }
       case "unsub":
         this.#subs.unsubscribe(from, frame.id);
         return;
@@ -589,7 +664,10 @@ export class OracleReplica {
       });
       return;
     }
-    if (op.op === "read" || op.op === "get_lock" || op.op === "get_view") {
+    if (
+      op.op === "read" || op.op === "get_lock" || op.op === "get_view" ||
+      op.op === "get_tree" || op.op === "ended_sessions"
+    ) {
       this.#readBatch.push({ client: from, r: frame.r, session: frame.s, op });
       this.#schedule();
       return;
@@ -818,8 +896,13 @@ export class OracleReplica {
           this.#sessionSeen.delete(output.session);
           this.#expiring.delete(output.session);
           break;
+        case "delegated":
+          if (leader) this.#endMoved(output.delegation);
+          break;
       }
     }
+    // An `adopt` entry (a child's) needs nothing here: its tree events
+    // went to subscribers above.
     if ("expire" in entry.command) {
       // Every listed session has ended now; one that had ended before
       // produced no `expired` output.
@@ -842,6 +925,19 @@ export class OracleReplica {
           : { t: "res", r: output.req, err: output.result.error },
       );
     }
+  }
+
+  /**
+   * Ends the subscriptions at or under a prefix this group just delegated
+   * (a view channel goes with its group) with `moved`. Prefix
+   * subscriptions above it stay: they cover this group's own paths only.
+   */
+  #endMoved(delegation: Delegation): void {
+    this.#subs.endWhere((path) =>
+      isUnder(delegation.prefix, ownerPath(path))
+        ? this.#sm.owner(path)
+        : undefined
+    );
   }
 
   #serveReads(): void {
@@ -920,7 +1016,9 @@ export class OracleReplica {
       for (const { session } of this.#sm.sessions()) {
         this.#sessionSeen.set(session, now);
       }
+      this.#treeSync?.start();
     } else {
+      this.#treeSync?.stop();
       this.#resetLeaderState();
     }
     this.#observer?.leadership?.(this.#id, leader);
@@ -955,15 +1053,49 @@ export class OracleReplica {
         if (expired.length >= 1024) break;
       }
     }
-    if (expired.length === 0) return;
-    if (this.#raft.propose({ expire: expired }) === undefined) return;
-    for (const session of expired) this.#expiring.add(session);
-    this.#counters.expiries += expired.length;
+    this.#proposeExpiry(expired, "ttl");
+  }
+
+  /** Proposes to expire sessions (none already expiring); returns whether it did. */
+  #proposeExpiry(sessions: string[], why: "ttl" | "root"): boolean {
+    if (sessions.length === 0) return false;
+    if (this.#raft.propose({ expire: sessions }) === undefined) return false;
+    for (const session of sessions) this.#expiring.add(session);
+    this.#counters.expiries += sessions.length;
     this.#counters.proposals++;
     this.#log.log("info", "oracle.session.expire", {
       id: this.#id,
-      sessions: expired.length,
+      sessions: sessions.length,
+      why,
     });
+    return true;
+  }
+
+  /** A child's leader ends the sessions its root reported ended (those still live and not expiring). */
+  #expireEnded(sessions: string[]): void {
+    if (!this.isLeader || this.#stopped) return;
+    const live = sessions.filter((session) =>
+      this.#sm.hasSession(session) && !this.#expiring.has(session)
+    );
+    if (!this.#proposeExpiry(live, "root")) return;
+    this.#counters.treeExpiries += live.length;
+    this.#schedule();
+  }
+
+  /**
+   * A child's leader proposes to adopt prefixes its parent delegated to
+   * it, its tokens continuing above the parent's `tokens`; returns the
+   * entry's index.
+   */
+  #proposeAdopt(prefixes: string[], tokens: number): number | undefined {
+    if (!this.isLeader || this.#stopped) return undefined;
+    const at = this.#raft.propose({ adopt: prefixes, tokens });
+    if (at === undefined) return undefined;
+    this.#counters.treeAdopts += prefixes.length;
+    this.#counters.proposals++;
+    this.#log.log("info", "oracle.tree.adopt", { id: this.#id, prefixes });
+    this.#schedule();
+    return at.index;
   }
 
   // ---- outputs ------------------------------------------------------------

@@ -1,6 +1,7 @@
 /**
- * The Oracle's replicated state machine: event channels, sessions, locks
- * and group views, changed only by applying committed log entries.
+ * The Oracle's replicated state machine: event channels, sessions, locks,
+ * group views and this group's place in a tree of Oracle groups, changed
+ * only by applying committed log entries.
  *
  * It is pure and deterministic: no I/O, no clock, no randomness. Replicas
  * that apply the same entries in the same order hold the same state and
@@ -28,16 +29,20 @@
  * @module
  */
 
-import type {
-  ChannelEvent,
-  ClientRequest,
-  EntryCommand,
-  Json,
-  OpResult,
-  OracleErrorResult,
-  ReadOp,
-  WriteOp,
+import {
+  type ChannelEvent,
+  type ClientRequest,
+  type Delegation,
+  type EntryCommand,
+  type Json,
+  type OpResult,
+  type OracleErrorResult,
+  ownerPath,
+  type ReadOp,
+  TREE_CHANNEL,
+  type WriteOp,
 } from "./commands.ts";
+import { isReserved, isUnder, pathError } from "./path.ts";
 import {
   type ChannelSnapshot,
   ChannelStore,
@@ -57,6 +62,7 @@ import {
   type SessionSnapshot,
   SessionTable,
 } from "./_sm_sessions.ts";
+import { type TreeSnapshot, TreeTable } from "./_sm_tree.ts";
 
 /** Limits of an {@linkcode OracleStateMachine}. Every replica must use the same. */
 export interface StateMachineOptions {
@@ -79,6 +85,14 @@ export interface StateMachineOptions {
    * the oldest are forgotten first. Default 100,000.
    */
   maxEndedSessions?: number | undefined;
+  /**
+   * Whether this group is the root of its tree of Oracle groups (default
+   * `true`). A root owns every path it did not delegate; a child owns only
+   * the prefixes it adopted (`{ adopt }` entries), minus those it
+   * delegated further. Operations on paths a group does not own get
+   * `moved` or `not_owner`.
+   */
+  treeRoot?: boolean | undefined;
 }
 
 /** One effect of applying a log entry, for the replica to act on. */
@@ -93,9 +107,11 @@ export type ApplyOutput =
   /** An appended event (view events included), for subscriptions. */
   | { readonly kind: "event"; readonly event: ChannelEvent }
   /** A session ended: it expired or was closed. */
-  | { readonly kind: "expired"; readonly session: string };
+  | { readonly kind: "expired"; readonly session: string }
+  /** This group delegated a subtree: subscriptions under it must end (`moved`). */
+  | { readonly kind: "delegated"; readonly delegation: Delegation };
 
-const SNAPSHOT_VERSION = 1;
+const SNAPSHOT_VERSION = 2;
 
 interface SnapshotBody {
   v: number;
@@ -107,6 +123,8 @@ interface SnapshotBody {
   live: SessionSnapshot[];
   ended: string[];
   groups: GroupSnapshot[];
+  /** Absent from version 1 snapshots (taken before trees: nothing delegated). */
+  tree?: TreeSnapshot;
 }
 
 function option(
@@ -122,6 +140,27 @@ function option(
     );
   }
   return value;
+}
+
+/** The path a path operation acts on (its group's, for group operations). */
+function opPath(op: WriteOp | ReadOp): string | undefined {
+  switch (op.op) {
+    case "append":
+    case "truncate":
+    case "lock":
+    case "unlock":
+    case "read":
+    case "get_lock":
+      return op.path;
+    case "join":
+    case "leave":
+    case "remove":
+    case "flushed":
+    case "get_view":
+      return op.group;
+    default:
+      return undefined;
+  }
 }
 
 /** Results carry interfaces and readonly arrays that are JSON but not typed `Json`. */
@@ -203,11 +242,13 @@ export class OracleStateMachine {
   readonly #maxPending: number;
   readonly #retain: number;
   readonly #maxEnded: number;
+  readonly #root: boolean;
   #applied = 0;
   #channels: ChannelStore;
   #locks: LockTable;
   #sessions: SessionTable;
   #groups: GroupTable;
+  #tree: TreeTable;
   /** Where outputs of the entry being applied go. */
   #out: ApplyOutput[] = [];
 
@@ -238,6 +279,8 @@ export class OracleStateMachine {
       100_000,
       0,
     );
+    this.#root = options?.treeRoot ?? true;
+    this.#tree = new TreeTable(this.#root);
     this.#channels = new ChannelStore(this.#retain);
     this.#locks = new LockTable();
     this.#sessions = new SessionTable(this.#maxEnded);
@@ -294,9 +337,52 @@ export class OracleStateMachine {
       for (const id of command.expire) {
         if (typeof id === "string") this.#end(id);
       }
+    } else if ("adopt" in command && Array.isArray(command.adopt)) {
+      if (!this.#root) {
+        const floor = command.tokens;
+        if (Number.isSafeInteger(floor) && floor! > 0) {
+          this.#locks.raiseTokens(floor!);
+        }
+        for (const prefix of command.adopt) this.#adopt(prefix);
+      }
     }
     this.#out = [];
     return out;
+  }
+
+  /** A child adopts a prefix its parent delegated to it; skips invalid, reserved and owned ones. */
+  #adopt(prefix: unknown): void {
+    if (
+      pathError(prefix) !== undefined || isReserved(prefix as string) ||
+      this.#tree.adopted(prefix as string)
+    ) return;
+    this.#tree.adopt(prefix as string);
+    this.#appendEvent(TREE_CHANNEL, {
+      type: "adopt",
+      prefix: prefix as string,
+    });
+  }
+
+  /** `{ error }` when this group does not own the path `op` acts on. */
+  #ownership(op: WriteOp | ReadOp): { error: OracleErrorResult } | undefined {
+    const path = opPath(op);
+    const error = path === undefined ? undefined : this.#tree.check(path);
+    return error === undefined ? undefined : { error };
+  }
+
+  /**
+   * Names state this group holds at or under `prefix` (a channel that ever
+   * had an event, view channels included; a lock; a group), if any. Scans
+   * every channel, lock and group: only a delegation asks.
+   */
+  #stateUnder(prefix: string): string | undefined {
+    const under = (path: string) => isUnder(prefix, path);
+    const channel = this.#channels.findPath((path) => under(ownerPath(path)));
+    if (channel !== undefined) return `channel ${quote(channel)}`;
+    const lock = this.#locks.findPath(under);
+    if (lock !== undefined) return `lock ${quote(lock)}`;
+    const group = this.#groups.findPath(under);
+    return group === undefined ? undefined : `group ${quote(group)}`;
   }
 
   #reply(session: string, req: number, result: OpResult): void {
@@ -427,7 +513,8 @@ export class OracleStateMachine {
       this.#end(id);
       return;
     }
-    const result = checkWriteOp(op) ?? this.#write(id, session, req, op);
+    const result = checkWriteOp(op) ?? this.#ownership(op) ??
+      this.#write(id, session, req, op);
     session.results.set(req, result);
     if (result !== null) this.#reply(id, req, result);
   }
@@ -498,6 +585,23 @@ export class OracleStateMachine {
       case "flushed":
         return this.#groups.flushed(op.group, op.viewId, op.member, id) ??
           { ok: null };
+      case "delegate": {
+        const plan = this.#tree.planDelegation(
+          op,
+          (prefix) => this.#stateUnder(prefix),
+        );
+        if ("error" in plan) return plan;
+        if ("add" in plan) {
+          const delegation = plan.add;
+          this.#tree.delegate(delegation);
+          this.#appendEvent(
+            TREE_CHANNEL,
+            json({ type: "delegate", ...delegation }),
+          );
+          this.#out.push({ kind: "delegated", delegation });
+        }
+        return { ok: null };
+      }
       default:
         return fail(
           "unknown_op",
@@ -522,7 +626,9 @@ export class OracleStateMachine {
    * @param op The read.
    * @returns `{ events, first, next }` for `read` (or `compacted` with
    *   `first`), `{ holder, token, waiters }` for `get_lock`,
-   *   `{ view, proposal }` for `get_view`; or an error.
+   *   `{ view, proposal }` for `get_view`, an `OracleTree` for `get_tree`,
+   *   `{ ended }` for `ended_sessions`; or an error (`moved` or
+   *   `not_owner` for a path this group does not own).
    *
    * @example Read a free lock
    * ```ts
@@ -545,8 +651,8 @@ export class OracleStateMachine {
     if (op === null || typeof op !== "object") {
       return fail("invalid", `Field "op" must name an operation`);
     }
-    const invalid = checkReadOp(op);
-    if (invalid !== undefined) return invalid;
+    const refused = checkReadOp(op) ?? this.#ownership(op);
+    if (refused !== undefined) return refused;
     switch (op.op) {
       case "read": {
         const read = this.#channels.from(op.path, op.from, op.limit);
@@ -559,6 +665,18 @@ export class OracleStateMachine {
         return { ok: this.#locks.get(op.path) };
       case "get_view":
         return { ok: json(this.#groups.get(op.group)) };
+      case "get_tree":
+        return {
+          ok: json({ ...this.#tree.tree(), tokens: this.#locks.tokens }),
+        };
+      case "ended_sessions":
+        return {
+          ok: {
+            ended: op.sessions.filter((id) =>
+              this.#sessions.get(id) === undefined
+            ),
+          },
+        };
     }
   }
 
@@ -714,6 +832,77 @@ export class OracleStateMachine {
     return this.#sessions.get(id)?.ttlMs;
   }
 
+  /**
+   * Whether this group owns `path` (the check every path operation goes
+   * through; a view channel goes with its group, other `/_sys` paths are
+   * owned by every group).
+   *
+   * @param path A valid path, or `/`.
+   * @returns `undefined` when this group owns it; a `moved` error naming
+   *   the delegation when it lies at or under a delegated prefix; a
+   *   `not_owner` error when this child group adopted no prefix at or
+   *   above it.
+   *
+   * @example A delegated path moved
+   * ```ts
+   * import { OracleStateMachine } from "./state_machine.ts";
+   * import assert from "node:assert/strict";
+   *
+   * const sm = new OracleStateMachine();
+   * sm.apply(1, { batch: [
+   *   { session: "c", req: 1, acked: 0, op: { op: "open_session", ttlMs: 5_000 } },
+   *   { session: "c", req: 2, acked: 0, op: { op: "delegate", prefix: "/a", group: "child", replicas: { c1: "10.0.0.1:7000" } } },
+   * ] });
+   * assert.equal(sm.owner("/a/b")?.code, "moved");
+   * assert.equal(sm.owner("/a/b")?.delegation?.group, "child");
+   * assert.equal(sm.owner("/b"), undefined);
+   * ```
+   */
+  owner(path: string): OracleErrorResult | undefined {
+    return this.#tree.check(path);
+  }
+
+  /**
+   * The prefixes this group owns: `["/"]` for a root, the adopted ones,
+   * sorted, for a child (delegations made are not subtracted).
+   *
+   * @returns The owned prefixes, sorted.
+   *
+   * @example A child owns what it adopted
+   * ```ts
+   * import { OracleStateMachine } from "./state_machine.ts";
+   * import assert from "node:assert/strict";
+   *
+   * const sm = new OracleStateMachine({ treeRoot: false });
+   * assert.deepEqual(sm.ownedPrefixes(), []);
+   * sm.apply(1, { adopt: ["/b", "/a"] });
+   * assert.deepEqual(sm.ownedPrefixes(), ["/a", "/b"]);
+   * assert.deepEqual(new OracleStateMachine().ownedPrefixes(), ["/"]);
+   * ```
+   */
+  ownedPrefixes(): string[] {
+    return this.#tree.owned();
+  }
+
+  /**
+   * The ids of the live sessions, in the order they were opened.
+   *
+   * @returns Session ids.
+   *
+   * @example One live session
+   * ```ts
+   * import { OracleStateMachine } from "./state_machine.ts";
+   * import assert from "node:assert/strict";
+   *
+   * const sm = new OracleStateMachine();
+   * sm.apply(1, { batch: [{ session: "c", req: 1, acked: 0, op: { op: "open_session", ttlMs: 5_000 } }] });
+   * assert.deepEqual(sm.liveSessions(), ["c"]);
+   * ```
+   */
+  liveSessions(): string[] {
+    return this.#sessions.ids();
+  }
+
   #body(): SnapshotBody {
     const channels = this.#channels.toSnapshot();
     const locks = this.#locks.toSnapshot();
@@ -728,12 +917,14 @@ export class OracleStateMachine {
       live: sessions.live,
       ended: sessions.ended,
       groups: this.#groups.toSnapshot(),
+      tree: this.#tree.toSnapshot(),
     };
   }
 
   /**
    * Serializes the whole state (applied index, channels, revisions, fencing
-   * counter, sessions and their dedupe tables, locks, groups) as UTF-8 JSON.
+   * counter, sessions and their dedupe tables, locks, groups, prefixes
+   * adopted and delegated) as UTF-8 JSON.
    *
    * @returns Bytes {@linkcode OracleStateMachine.restore} turns back into an
    *   identical state machine.
@@ -761,7 +952,9 @@ export class OracleStateMachine {
    * @param bytes A snapshot.
    * @param options Limits (as for the constructor); every replica must use the same.
    * @returns A state machine whose state, digest and future outputs equal the original's.
-   * @throws {SyntaxError} When the bytes are not a snapshot of this version.
+   * @throws {SyntaxError} When the bytes are not a snapshot of this
+   *   version or of version 1 (taken before trees: restored with nothing
+   *   adopted or delegated).
    * @throws {RangeError} When an option is not a positive integer.
    *
    * @example Restore refuses garbage
@@ -789,13 +982,18 @@ export class OracleStateMachine {
     }
     if (
       body === null || typeof body !== "object" ||
-      body.v !== SNAPSHOT_VERSION || !Number.isSafeInteger(body.applied) ||
+      (body.v !== SNAPSHOT_VERSION && body.v !== 1) ||
+      !Number.isSafeInteger(body.applied) ||
       !Array.isArray(body.channels) || !Array.isArray(body.locks) ||
       !Array.isArray(body.live) || !Array.isArray(body.ended) ||
-      !Array.isArray(body.groups)
+      !Array.isArray(body.groups) ||
+      (body.v === SNAPSHOT_VERSION &&
+        (body.tree === null || typeof body.tree !== "object" ||
+          !Array.isArray(body.tree.owns) ||
+          !Array.isArray(body.tree.delegations)))
     ) {
       throw new SyntaxError(
-        `Cannot restore the Oracle state machine: not a version ${SNAPSHOT_VERSION} snapshot`,
+        `Cannot restore the Oracle state machine: not a version 1 or ${SNAPSHOT_VERSION} snapshot`,
         { cause: body },
       );
     }
@@ -817,6 +1015,7 @@ export class OracleStateMachine {
       (path, data) => sm.#appendEvent(path, data),
       body.groups,
     );
+    sm.#tree = TreeTable.fromSnapshot(sm.#root, body.tree);
     return sm;
   }
 

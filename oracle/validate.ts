@@ -27,10 +27,15 @@ import { z } from "zod";
 import type { Json, OracleErrorResult } from "./commands.ts";
 import { MAX_PATH_BYTES, pathError } from "./path.ts";
 import {
+  MAX_ENDED_QUERY,
   MAX_MEMBER_LENGTH,
   MAX_READ_LIMIT,
   MAX_REASON_LENGTH,
   MAX_SESSION_ID_LENGTH,
+  MAX_TREE_ADDRESS_LENGTH,
+  MAX_TREE_GROUP_LENGTH,
+  MAX_TREE_REPLICA_ID_LENGTH,
+  MAX_TREE_REPLICAS,
   MAX_TTL_MS,
   MIN_TTL_MS,
 } from "./_sm_sessions.ts";
@@ -43,6 +48,16 @@ const count = (min: number) =>
   z.number().int().min(min).max(Number.MAX_SAFE_INTEGER);
 const path = z.string().min(1).max(MAX_PATH_BYTES);
 const member = z.string().min(1).max(MAX_MEMBER_LENGTH);
+const replicas = z.record(
+  z.string().min(1).max(MAX_TREE_REPLICA_ID_LENGTH),
+  z.string().min(1).max(MAX_TREE_ADDRESS_LENGTH),
+).refine(
+  (value) => {
+    const n = Object.keys(value).length;
+    return n >= 1 && n <= MAX_TREE_REPLICAS;
+  },
+  { message: `must name 1 to ${MAX_TREE_REPLICAS} replicas` },
+);
 
 /** JSON data: null, booleans, finite numbers, strings, arrays and plain objects, nested at most 64 deep. */
 function isJson(value: unknown, depth: number): boolean {
@@ -106,6 +121,17 @@ const OPS = {
   }),
   get_lock: z.strictObject({ op: z.literal("get_lock"), path }),
   get_view: z.strictObject({ op: z.literal("get_view"), group: path }),
+  delegate: z.strictObject({
+    op: z.literal("delegate"),
+    prefix: path,
+    group: z.string().min(1).max(MAX_TREE_GROUP_LENGTH),
+    replicas,
+  }),
+  get_tree: z.strictObject({ op: z.literal("get_tree") }),
+  ended_sessions: z.strictObject({
+    op: z.literal("ended_sessions"),
+    sessions: z.array(z.string()).min(1).max(MAX_ENDED_QUERY),
+  }),
   keepalive: z.strictObject({ op: z.literal("keepalive") }),
 } as const;
 
@@ -256,7 +282,9 @@ function parse(json: unknown): { frame: ClientFrame } | {
   const checked = parsedOp.data as Record<string, unknown>;
   const bad = checkPaths(name, [
     ["op.path", checked.path],
-    ["op.group", checked.group],
+    // A delegation's `group` names an Oracle group, not a path.
+    ["op.group", opName === "delegate" ? undefined : checked.group],
+    ["op.prefix", checked.prefix],
   ], false);
   if (bad !== undefined) return bad;
   return { frame: { ...frame, op: parsedOp.data } as ClientFrame };

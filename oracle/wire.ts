@@ -83,7 +83,8 @@ export interface EventsFrame {
 
 /**
  * A subscription ended on the replica's side, with the reason (for example
- * `compacted` with the first available position, or `not_leader`). The
+ * `compacted` with the first available position, `not_leader`, `moved`
+ * with the `delegation` that owns the path now, or `not_owner`). The
  * client resumes it elsewhere or reports the error.
  */
 export interface SubscriptionEndFrame {
