@@ -151,3 +151,67 @@ export function checkJson(what: string, value: unknown): void {
   };
   visit(value, "data");
 }
+
+/** The most replicas a delegated group may have. */
+export const MAX_GROUP_REPLICAS = 9;
+/** The most session ids one `ended_sessions` read may carry. */
+export const MAX_SESSION_IDS = 1000;
+
+/**
+ * Checks a group's replica addresses: a plain object mapping 1 to
+ * {@linkcode MAX_GROUP_REPLICAS} non-empty replica ids to non-empty
+ * `"host:port"` strings.
+ *
+ * @throws {TypeError} if it is not such an object.
+ * @throws {RangeError} if it has no entry or too many.
+ */
+export function checkReplicaAddresses(
+  what: string,
+  value: unknown,
+): Record<string, string> {
+  if (
+    typeof value !== "object" || value === null || Array.isArray(value) ||
+    (Object.getPrototypeOf(value) !== Object.prototype &&
+      Object.getPrototypeOf(value) !== null)
+  ) {
+    throw new TypeError(
+      `Invalid ${what}: must be an object mapping replica ids to "host:port"`,
+    );
+  }
+  const entries = Object.entries(value);
+  if (entries.length === 0 || entries.length > MAX_GROUP_REPLICAS) {
+    throw new RangeError(
+      `Invalid ${what}: ${entries.length} replicas, must be 1 to ${MAX_GROUP_REPLICAS}`,
+    );
+  }
+  for (const [id, address] of entries) {
+    checkName(`replica id in ${what}`, id);
+    checkName(`address of replica ${JSON.stringify(id)} in ${what}`, address);
+  }
+  return value as Record<string, string>;
+}
+
+/**
+ * Checks a list of session ids: an array of 1 to
+ * {@linkcode MAX_SESSION_IDS} non-empty strings of at most `maxLength`
+ * characters.
+ *
+ * @throws {TypeError} if it is not an array or an id is not a non-empty string.
+ * @throws {RangeError} if it is empty, too long, or an id is too long.
+ */
+export function checkSessionIds(
+  what: string,
+  value: unknown,
+  maxLength: number,
+): string[] {
+  if (!Array.isArray(value)) {
+    throw new TypeError(`Invalid ${what}: must be an array of session ids`);
+  }
+  if (value.length === 0 || value.length > MAX_SESSION_IDS) {
+    throw new RangeError(
+      `Invalid ${what}: ${value.length} session ids, must be 1 to ${MAX_SESSION_IDS}`,
+    );
+  }
+  for (const id of value) checkName(`session id in ${what}`, id, maxLength);
+  return value as string[];
+}

@@ -170,7 +170,7 @@ export class SubscriptionTable {
       this.#host.error(
         err.code,
         `Cannot ${what}: ${err.message || err.code}`,
-        { leader: err.leader, first: err.first },
+        { leader: err.leader, first: err.first, delegation: err.delegation },
       ),
     );
   }

@@ -8,12 +8,15 @@
 
 import type {
   ChannelEvent,
+  Delegation,
   GroupView,
   Json,
   OracleErrorCode,
   OracleErrorResult,
+  OracleTree,
   ViewMember,
 } from "./commands.ts";
+import { pathError } from "./path.ts";
 
 /** A replica-to-client frame after shape checks. */
 export type ParsedFrame =
@@ -45,12 +48,41 @@ function isCount(value: unknown): value is number {
     value >= 0;
 }
 
-/** Checks an error result: `code` and `message` strings, optional `leader` and `first`. */
+/**
+ * Checks a delegation: `prefix` a valid path other than `/`, `group` a
+ * non-empty string, `replicas` a record of at least one replica id to a
+ * non-empty address string.
+ *
+ * @returns A copy holding only those fields, or `undefined`.
+ */
+export function parseDelegation(value: unknown): Delegation | undefined {
+  if (!isRecord(value)) return undefined;
+  const { prefix, group, replicas } = value;
+  if (pathError(prefix) !== undefined) return undefined;
+  if (typeof group !== "string" || group === "") return undefined;
+  if (!isRecord(replicas)) return undefined;
+  const copy: Record<string, string> = {};
+  for (const [id, address] of Object.entries(replicas)) {
+    if (id === "" || typeof address !== "string" || address === "") {
+      return undefined;
+    }
+    copy[id] = address;
+  }
+  if (Object.keys(copy).length === 0) return undefined;
+  return { prefix: prefix as string, group, replicas: copy };
+}
+
+/**
+ * Checks an error result: `code` and `message` strings, optional `leader`
+ * and `first`. An optional `delegation` of the wrong shape is dropped
+ * (the result keeps its code, with `delegation` undefined) rather than
+ * the whole frame.
+ */
 export function parseErrorResult(
   value: unknown,
 ): OracleErrorResult | undefined {
   if (!isRecord(value)) return undefined;
-  const { code, message, leader, first } = value;
+  const { code, message, leader, first, delegation } = value;
   if (typeof code !== "string" || code === "") return undefined;
   if (message !== undefined && typeof message !== "string") return undefined;
   if (leader !== undefined && leader !== null && typeof leader !== "string") {
@@ -64,6 +96,9 @@ export function parseErrorResult(
     message: message ?? "",
     leader: typeof leader === "string" && leader !== "" ? leader : undefined,
     first: typeof first === "number" ? first : undefined,
+    delegation: delegation === undefined || delegation === null
+      ? undefined
+      : parseDelegation(delegation),
   };
 }
 
@@ -243,4 +278,27 @@ export const parseGetView: ResultParser<
     view: view as unknown as GroupView | null,
     proposal: proposal as unknown as Proposal | null,
   };
+};
+
+/** `{ owns, delegations, tokens }`: path strings, delegations of the right shape, a count. */
+export const parseTree: ResultParser<OracleTree> = (ok) => {
+  if (!isRecord(ok)) return BAD;
+  const { owns, delegations, tokens } = ok;
+  if (!Array.isArray(owns) || !Array.isArray(delegations)) return BAD;
+  if (!isCount(tokens)) return BAD;
+  if (!owns.every((prefix) => typeof prefix === "string")) return BAD;
+  const parsed: Delegation[] = [];
+  for (const item of delegations) {
+    const delegation = parseDelegation(item);
+    if (delegation === undefined) return BAD;
+    parsed.push(delegation);
+  }
+  return { owns: owns as string[], delegations: parsed, tokens };
+};
+
+/** `{ ended }`: session id strings. */
+export const parseEndedSessions: ResultParser<string[]> = (ok) => {
+  if (!isRecord(ok) || !Array.isArray(ok.ended)) return BAD;
+  if (!ok.ended.every((id) => typeof id === "string")) return BAD;
+  return ok.ended as string[];
 };

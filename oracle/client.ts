@@ -35,11 +35,13 @@ import type { PeerId, Transport } from "../transport/transport.ts";
 import { TcpTransport } from "../transport/tcp_transport.ts";
 import type {
   ChannelEvent,
+  Delegation,
   GroupView,
   Json,
   OracleErrorCode,
   OracleErrorResult,
   OracleOp,
+  OracleTree,
   ViewMember,
 } from "./commands.ts";
 import {
@@ -48,7 +50,17 @@ import {
   checkJson,
   checkName,
   checkPath,
+  checkReplicaAddresses,
+  checkSessionIds,
 } from "./_client_args.ts";
+import {
+  DEFAULT_DEADLINE_MS,
+  DEFAULT_MAX_INFLIGHT,
+  DEFAULT_READ_LIMIT,
+  DEFAULT_REQUEST_TIMEOUT_MS,
+  DEFAULT_SESSION_TTL_MS,
+} from "./_client_defaults.ts";
+import { MAX_ID_LENGTH, newClientId } from "./_client_id.ts";
 import { type Call, CallTable } from "./_client_calls.ts";
 import { Outbox } from "./_client_outbox.ts";
 import { Routing } from "./_client_routing.ts";
@@ -58,6 +70,7 @@ import {
   BAD,
   parseAppend,
   type ParsedFrame,
+  parseEndedSessions,
   parseGetLock,
   parseGetView,
   parseLock,
@@ -65,18 +78,12 @@ import {
   parseOpenSession,
   parseRead,
   parseReplicaFrame,
+  parseTree,
   parseTruncate,
   parseViewId,
   type ResultParser,
 } from "./_client_wire.ts";
 
-const DEFAULT_SESSION_TTL_MS = 10_000;
-const DEFAULT_REQUEST_TIMEOUT_MS = 300;
-const DEFAULT_DEADLINE_MS = 30_000;
-const DEFAULT_MAX_INFLIGHT = 1024;
-const DEFAULT_READ_LIMIT = 1000;
-/** The longest session id the Oracle accepts. */
-const MAX_ID_LENGTH = 128;
 /** `close()` waits for the Oracle's answer to `close_session` at most this many times `requestTimeoutMs`. */
 const CLOSE_WAIT_FACTOR = 5;
 
@@ -93,6 +100,8 @@ export interface OracleErrorOptions {
   leader?: string | undefined;
   /** For `compacted`: the first position still available. */
   first?: number | undefined;
+  /** For `moved`: the delegation that owns the path. */
+  delegation?: Delegation | undefined;
   /** The underlying error, if any. */
   cause?: unknown;
 }
@@ -124,13 +133,19 @@ export class OracleError extends Error {
   readonly leader: string | undefined;
   /** For `compacted`: the first position still available. */
   readonly first: number | undefined;
+  /**
+   * For `moved`: the delegation that owns the path (the Oracle group to
+   * ask instead); `undefined` if the Oracle sent none or a malformed one.
+   */
+  readonly delegation: Delegation | undefined;
 
   /**
    * Creates an error.
    *
    * @param code What went wrong.
    * @param message What failed and why, with the values.
-   * @param options The leader hint, first available position and cause.
+   * @param options The leader hint, first available position, delegation
+   * and cause.
    */
   constructor(
     code: OracleClientErrorCode,
@@ -141,6 +156,7 @@ export class OracleError extends Error {
     this.code = code;
     this.leader = options.leader;
     this.first = options.first;
+    this.delegation = options.delegation;
   }
 }
 
@@ -333,13 +349,6 @@ export interface OracleClientStats {
   waitResends: number;
   /** Exceptions thrown by subscriber and expiry callbacks (caught and logged). */
   callbackErrors: number;
-}
-
-function newClientId(random: Random): string {
-  const bytes = random.fill(new Uint8Array(16));
-  let hex = "c-";
-  for (const b of bytes) hex += b.toString(16).padStart(2, "0");
-  return hex;
 }
 
 /**
@@ -1117,6 +1126,101 @@ export class OracleClient {
     );
   }
 
+  // ---------------------------------------------------------------- tree
+
+  /**
+   * Hands the subtree at `prefix` to another Oracle group: from now on the
+   * replicas answer every operation on a path at or under it with code
+   * `moved` and the delegation (an `OracleTreeClient` follows
+   * it). Delegations are permanent.
+   *
+   * @example Delegate a subtree to a child group
+   * ```ts ignore
+   * await client.delegate("/apps/kv", "kv", {
+   *   k1: "10.0.1.1:7000",
+   *   k2: "10.0.1.2:7000",
+   *   k3: "10.0.1.3:7000",
+   * });
+   * ```
+   *
+   * @param prefix The subtree handed over (not `/`, not under `/_sys`).
+   * @param group The name of the Oracle group that takes it.
+   * @param replicas That group's replicas: replica id to `"host:port"`
+   * (1 to 9 entries).
+   * @returns A promise that resolves once the delegation is recorded.
+   * @throws {TypeError} if `prefix` is not a string starting with `/`,
+   * `group` is not a non-empty string, or `replicas` is not an object of
+   * non-empty strings.
+   * @throws {RangeError} if `replicas` has no entry or more than 9.
+   * @throws {OracleError} `delegation` if this group does not own the
+   * prefix, it overlaps another delegation or this group holds state
+   * under it; `moved` or `not_owner` if another group owns it; `timeout`,
+   * `closed` or `session_expired`.
+   */
+  async delegate(
+    prefix: string,
+    group: string,
+    replicas: Record<string, string>,
+  ): Promise<void> {
+    checkPath("prefix", prefix);
+    checkName("group name", group);
+    const copy = { ...checkReplicaAddresses("replicas", replicas) };
+    await this.#request(
+      { op: "delegate", prefix, group, replicas: copy },
+      `delegate ${JSON.stringify(prefix)} to group ${JSON.stringify(group)}`,
+      parseNothing,
+    );
+  }
+
+  /**
+   * Reads this Oracle group's place in the tree (linearizable): the
+   * prefixes it owns and the delegations it made.
+   *
+   * @example List a group's delegations
+   * ```ts ignore
+   * const { owns, delegations } = await client.getTree();
+   * for (const d of delegations) console.log(d.prefix, "->", d.group);
+   * ```
+   *
+   * @returns The owned prefixes (`["/"]` for a root) and the delegations,
+   * sorted by prefix.
+   * @throws {OracleError} on an Oracle error, `timeout`, `closed` or
+   * `session_expired`.
+   */
+  async getTree(): Promise<OracleTree> {
+    return await this.#request(
+      { op: "get_tree" },
+      "read the Oracle tree",
+      parseTree,
+    );
+  }
+
+  /**
+   * Asks which of `sessions` are not live at this Oracle group: ended,
+   * expired or never opened (linearizable).
+   *
+   * @example Check whether sessions are still live
+   * ```ts ignore
+   * const ended = await client.endedSessions(["c-1234", "c-5678"]);
+   * ```
+   *
+   * @param sessions The session ids to check (1 to 1,000).
+   * @returns The ids among `sessions` that are not live.
+   * @throws {TypeError} if `sessions` is not an array of non-empty strings.
+   * @throws {RangeError} if it holds no id, more than 1,000, or an id
+   * longer than 128 characters.
+   * @throws {OracleError} on an Oracle error, `timeout`, `closed` or
+   * `session_expired`.
+   */
+  async endedSessions(sessions: readonly string[]): Promise<string[]> {
+    const ids = [...checkSessionIds("sessions", sessions, MAX_ID_LENGTH)];
+    return await this.#request(
+      { op: "ended_sessions", sessions: ids },
+      `check ${ids.length} sessions`,
+      parseEndedSessions,
+    );
+  }
+
   // ------------------------------------------------------- subscriptions
 
   /**
@@ -1473,7 +1577,7 @@ export class OracleClient {
         new OracleError(
           err.code,
           `Cannot ${call.what}: ${err.message || err.code}`,
-          { leader: err.leader, first: err.first },
+          { leader: err.leader, first: err.first, delegation: err.delegation },
         ),
       );
       this.#admitQueued();

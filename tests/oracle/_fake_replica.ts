@@ -6,14 +6,24 @@
  * `not_leader` with or without a hint), silent, hold its replies, drop
  * frames, or re-send overlapping events when a subscription resumes.
  *
+ * A fake Oracle is also one group of a tree: it serves the paths it
+ * owns (`owns`, `/` by default) minus those it delegated, answers the
+ * others `moved` (with the delegation) or `not_owner`, refuses nothing it
+ * did not apply, ends subscriptions whose path it stops owning, and, given
+ * a `home` (the root), ends the sessions the root no longer has.
+ *
  * @module
  */
 
-import type {
-  ChannelEvent,
-  Json,
-  OracleErrorResult,
+import {
+  type ChannelEvent,
+  type Delegation,
+  type Json,
+  type OracleErrorResult,
+  ownerPath,
+  TREE_CHANNEL,
 } from "../../oracle/commands.ts";
+import { isReserved, isUnder } from "../../oracle/path.ts";
 import type {
   ClientFrame,
   ReplicaToClientFrame,
@@ -49,6 +59,54 @@ export class FakeOracle {
   readonly #waiting = new Map<string, PeerId>();
   /** The current instance of each replica id. */
   readonly replicas = new Map<string, FakeReplica>();
+  /** The prefixes this group owns (`/` for a root; add with {@linkcode FakeOracle.adopt}). */
+  readonly owns: string[] = ["/"];
+  /** The delegations this group made, by prefix (sent as they are in `moved` answers). */
+  readonly delegations = new Map<string, Delegation>();
+  /** The root of the tree, for a child group: sessions it does not have end here too. */
+  home: FakeOracle | undefined = undefined;
+
+  /** A child group of a tree: owns nothing until it adopts; `home` is the root. */
+  static child(home: FakeOracle): FakeOracle {
+    const oracle = new FakeOracle();
+    oracle.owns.length = 0;
+    oracle.home = home;
+    return oracle;
+  }
+
+  /**
+   * Why this group refuses an operation on `path`: `moved` if it
+   * delegated it, `not_owner` if it does not own it; `undefined` if it
+   * serves it (also every `/_sys` path but view channels).
+   */
+  refusal(path: string): OracleErrorResult | undefined {
+    const owner = ownerPath(path);
+    if (owner === path && isReserved(path)) return undefined;
+    for (const [prefix, delegation] of this.delegations) {
+      if (isUnder(prefix, owner)) {
+        return {
+          code: "moved",
+          message: `${path} was delegated to group ${delegation.group}`,
+          delegation,
+        };
+      }
+    }
+    if (!this.owns.some((prefix) => isUnder(prefix, owner))) {
+      return { code: "not_owner", message: `This group does not own ${path}` };
+    }
+    return undefined;
+  }
+
+  /** Records a delegation (as `delegate` does) and ends the subscriptions it moves. */
+  delegate(delegation: Delegation): void {
+    this.delegations.set(delegation.prefix, delegation);
+    for (const replica of this.replicas.values()) replica.dropRefused();
+  }
+
+  /** Takes over a prefix its parent delegated. */
+  adopt(prefix: string): void {
+    this.owns.push(prefix);
+  }
 
   /** The events of one channel still retained. */
   channel(path: string): ChannelEvent[] {
@@ -97,6 +155,9 @@ export class FakeOracle {
       this.#waiting.set(key, client);
       return undefined;
     }
+    if (this.home !== undefined && !this.home.sessions.has(frame.s)) {
+      this.expire(frame.s);
+    }
     const op = frame.op;
     if (op.op === "open_session") {
       if (this.ended.has(frame.s)) return expired(frame.s);
@@ -105,8 +166,12 @@ export class FakeOracle {
     }
     if (!this.sessions.has(frame.s)) return expired(frame.s);
     if (op.op === "keepalive") return { ok: null };
+    const path = opPath(op);
+    const refusal = path === undefined ? undefined : this.refusal(path);
+    if (refusal !== undefined) return { err: refusal };
     if (
-      op.op === "read" || op.op === "get_lock" || op.op === "get_view"
+      op.op === "read" || op.op === "get_lock" || op.op === "get_view" ||
+      op.op === "get_tree" || op.op === "ended_sessions"
     ) {
       return this.#read(op);
     }
@@ -160,6 +225,30 @@ export class FakeOracle {
         return this.#record(key, { ok: { viewId: 1 } });
       case "flushed":
         return this.#record(key, { ok: null });
+      case "delegate": {
+        const overlap = [...this.delegations.keys()].find((prefix) =>
+          isUnder(prefix, op.prefix) || isUnder(op.prefix, prefix)
+        );
+        const used = this.events.some((e) => isUnder(op.prefix, e.path));
+        if (overlap !== undefined || used || op.prefix === "/") {
+          return this.#record(key, {
+            err: {
+              code: "delegation",
+              message: `Cannot delegate ${op.prefix}: ${
+                overlap !== undefined ? `overlaps ${overlap}` : "state under it"
+              }`,
+            },
+          });
+        }
+        const delegation = {
+          prefix: op.prefix,
+          group: op.group,
+          replicas: op.replicas,
+        };
+        this.append(TREE_CHANNEL, { type: "delegate", ...delegation });
+        this.delegate(delegation);
+        return this.#record(key, { ok: null });
+      }
     }
   }
 
@@ -177,6 +266,23 @@ export class FakeOracle {
         ? events[events.length - 1].seq + 1
         : op.from;
       return { ok: { events: events as unknown as Json, first, next } };
+    }
+    if (op.op === "get_tree") {
+      const delegations = [...this.delegations.values()].sort((a, b) =>
+        a.prefix < b.prefix ? -1 : 1
+      );
+      return {
+        ok: {
+          owns: [...this.owns].sort(),
+          delegations,
+          tokens: 0,
+        } as unknown as Json,
+      };
+    }
+    if (op.op === "ended_sessions") {
+      return {
+        ok: { ended: op.sessions.filter((s) => !this.sessions.has(s)) },
+      };
     }
     if (op.op === "get_lock") {
       const lock = this.#locks.get(op.path);
@@ -215,6 +321,29 @@ export class FakeOracle {
         return;
       }
     }
+  }
+}
+
+/** The path an operation acts on (the group's for membership operations). */
+function opPath(op: RequestFrame["op"]): string | undefined {
+  switch (op.op) {
+    case "append":
+    case "truncate":
+    case "lock":
+    case "unlock":
+    case "read":
+    case "get_lock":
+      return op.path;
+    case "join":
+    case "leave":
+    case "remove":
+    case "flushed":
+    case "get_view":
+      return op.group;
+    case "delegate":
+      return op.prefix;
+    default:
+      return undefined;
   }
 }
 
@@ -321,6 +450,17 @@ export class FakeReplica {
     for (const { to, frame } of this.#held.splice(0)) this.sendTo(to, frame);
   }
 
+  /** Ends, with the refusal, every subscription whose path the group no longer serves. */
+  dropRefused(): void {
+    if (!this.leader) return;
+    for (const [key, sub] of this.subs) {
+      const refusal = this.#oracle.refusal(sub.path);
+      if (refusal === undefined) continue;
+      this.subs.delete(key);
+      this.sendTo(sub.client, { t: "subend", id: sub.id, err: refusal });
+    }
+  }
+
   /** Pushes new events to every subscription (the oracle calls it after an append). */
   pushEvents(): void {
     if (this.silent || !this.leader) return;
@@ -373,6 +513,11 @@ export class FakeReplica {
             id: frame.id,
             err: this.#notLeader(),
           });
+          return;
+        }
+        const refusal = this.#oracle.refusal(frame.path);
+        if (refusal !== undefined) {
+          this.sendTo(from, { t: "subend", id: frame.id, err: refusal });
           return;
         }
         const first = this.#oracle.first(frame.path);

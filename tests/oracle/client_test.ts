@@ -732,6 +732,78 @@ Deno.test("a request unanswered at its deadline rejects with timeout", async () 
   await drive(sim, client.close());
 });
 
+Deno.test("delegate, getTree and endedSessions return typed results; moved errors carry their delegation", async (t) => {
+  const { sim, oracle, replicas, client } = cluster();
+  const target = client.status().target;
+  replicas[target].leader = true;
+  await drive(sim, client.open());
+  const kv = { prefix: "/apps/kv", group: "kv", replicas: { k1: "h1:7000" } };
+
+  await t.step("the tree operations", async () => {
+    await drive(sim, client.delegate(kv.prefix, kv.group, kv.replicas));
+    assert.deepEqual(oracle.delegations.get("/apps/kv"), kv);
+    assert.deepEqual(await drive(sim, client.getTree()), {
+      owns: ["/"],
+      delegations: [kv],
+      tokens: 0,
+    });
+    assert.deepEqual(
+      await drive(sim, client.endedSessions([client.session, "gone"])),
+      ["gone"],
+    );
+    await assert.rejects(
+      drive(sim, client.delegate("/apps", "other", { o1: "h:1" })),
+      (e) => e instanceof OracleError && e.code === "delegation",
+    );
+  });
+
+  await t.step(
+    "requests and subscriptions end with the delegation",
+    async () => {
+      await assert.rejects(
+        drive(sim, client.append("/apps/kv/log", 1)),
+        (e) =>
+          e instanceof OracleError && e.code === "moved" &&
+          JSON.stringify(e.delegation) === JSON.stringify(kv),
+      );
+      const ended = Promise.withResolvers<OracleError>();
+      client.subscribe("/apps/kv/log", { onError: ended.resolve }, () => {});
+      const error = await drive(sim, ended.promise);
+      assert.equal(error.code, "moved");
+      assert.deepEqual(error.delegation, kv);
+    },
+  );
+
+  await t.step(
+    "a malformed delegation is dropped, not the answer",
+    async () => {
+      const bad = [
+        { prefix: "/bad/a", group: "", replicas: { k1: "h:1" } },
+        { prefix: "/bad/b", group: "g", replicas: { k1: 5 } },
+        { prefix: "bad/c", group: "g", replicas: { k1: "h:1" } },
+        "nonsense",
+      ];
+      bad.forEach((d, i) =>
+        oracle.delegations.set(`/bad/${i}`, d as unknown as typeof kv)
+      );
+      for (let i = 0; i < bad.length; i++) {
+        await assert.rejects(
+          drive(sim, client.append(`/bad/${i}/x`, 1)),
+          (e) =>
+            e instanceof OracleError && e.code === "moved" &&
+            e.delegation === undefined,
+        );
+      }
+      await assert.rejects(
+        drive(sim, client.getTree()),
+        (e) => e instanceof OracleError && e.code === "timeout",
+      );
+      assert.ok(client.stats().badFrames > 0);
+    },
+  );
+  await drive(sim, client.close());
+});
+
 Deno.test("arguments are checked before anything is sent", async () => {
   const { sim, replicas, client } = cluster();
   replicas[client.status().target].leader = true;
@@ -751,6 +823,16 @@ Deno.test("arguments are checked before anything is sent", async () => {
   await assert.rejects(client.read("/log", 1.5), RangeError);
   await assert.rejects(client.unlock("/l", -1), RangeError);
   await assert.rejects(client.join("/g", ""), TypeError);
+  await assert.rejects(client.delegate("/a", "", { c1: "h:1" }), TypeError);
+  await assert.rejects(client.delegate("/a", "g", {}), RangeError);
+  await assert.rejects(
+    client.delegate("/a", "g", { c1: 5 } as never),
+    TypeError,
+  );
+  await assert.rejects(client.endedSessions([]), RangeError);
+  await assert.rejects(client.endedSessions(Array(1001).fill("s")), RangeError);
+  await assert.rejects(client.endedSessions(["x".repeat(129)]), RangeError);
+  await assert.rejects(client.endedSessions([7] as never), TypeError);
   assert.throws(
     () => client.subscribe("/log", { from: 0 }, () => {}),
     RangeError,
