@@ -36,6 +36,12 @@ options:
   --no-sync             acknowledge writes before they are synced to disk
                         (faster; a power loss of a majority can lose
                         acknowledged writes)
+  --tree-name NAME      run as a child group of an Oracle tree, named NAME:
+                        it owns only the prefixes its parent delegates to NAME
+  --parent LIST         with --tree-name: the parent group's replicas,
+                        ID=HOST:PORT,...
+  --root LIST           with --tree-name: the root group's replicas, if the
+                        parent is not the root
   -h, --help            print this help
 
 Logs are JSON lines on stderr. The first SIGTERM or SIGINT stops the
@@ -57,6 +63,14 @@ export interface OracleCliConfig {
   logLevel: LogLevel;
   /** Whether writes are synced before they are acknowledged. */
   sync: boolean;
+  /** For a child group of a tree: its name, its parent's and root's replicas. */
+  tree:
+    | {
+      name: string;
+      parent: Record<string, string>;
+      root: Record<string, string> | undefined;
+    }
+    | undefined;
 }
 
 const LEVELS: readonly LogLevel[] = ["debug", "info", "warn", "error"];
@@ -101,6 +115,9 @@ export function parseOracleArgs(args: string[]): OracleCliConfig | "help" {
       "secret-file": { type: "string" },
       "log-level": { type: "string", default: "info" },
       "no-sync": { type: "boolean", default: false },
+      "tree-name": { type: "string" },
+      parent: { type: "string" },
+      root: { type: "string" },
       help: { type: "boolean", short: "h", default: false },
     },
   });
@@ -153,10 +170,43 @@ export function parseOracleArgs(args: string[]): OracleCliConfig | "help" {
     secretFile,
     logLevel,
     sync: !values["no-sync"],
+    tree: parseTree(values["tree-name"], values.parent, values.root),
   };
 }
 
-function parsePeers(text: string): Record<string, string> {
+function parseTree(
+  name: string | undefined,
+  parent: string | undefined,
+  root: string | undefined,
+): OracleCliConfig["tree"] {
+  if (name === undefined) {
+    if (parent !== undefined || root !== undefined) {
+      throw new TypeError(
+        `Invalid ${
+          parent !== undefined ? "--parent" : "--root"
+        }: only with --tree-name`,
+      );
+    }
+    return undefined;
+  }
+  if (name === "" || name.length > 128) {
+    throw new TypeError(
+      `Invalid --tree-name ${JSON.stringify(name)}: use 1 to 128 characters`,
+    );
+  }
+  if (parent === undefined || parent === "") {
+    throw new TypeError(
+      "Missing --parent: the parent group's replicas as ID=HOST:PORT, comma-separated",
+    );
+  }
+  return {
+    name,
+    parent: parsePeers(parent, "--parent"),
+    root: root === undefined ? undefined : parsePeers(root, "--root"),
+  };
+}
+
+function parsePeers(text: string, flag = "--peers"): Record<string, string> {
   const peers: Record<string, string> = {};
   for (const item of text.split(",")) {
     const eq = item.indexOf("=");
@@ -164,15 +214,15 @@ function parsePeers(text: string): Record<string, string> {
     const address = eq > 0 ? item.slice(eq + 1).trim() : "";
     if (id === "" || address === "") {
       throw new TypeError(
-        `Invalid --peers entry ${
+        `Invalid ${flag} entry ${
           JSON.stringify(item)
         }: use ID=HOST:PORT, for example 1=127.0.0.1:7101`,
       );
     }
     if (Object.hasOwn(peers, id)) {
-      throw new TypeError(`Invalid --peers: id ${JSON.stringify(id)} twice`);
+      throw new TypeError(`Invalid ${flag}: id ${JSON.stringify(id)} twice`);
     }
-    checkAddress(`--peers address of ${JSON.stringify(id)}`, address, 1);
+    checkAddress(`${flag} address of ${JSON.stringify(id)}`, address, 1);
     peers[id] = address;
   }
   return peers;
@@ -243,6 +293,7 @@ export async function main(args: string[]): Promise<number> {
       secret,
       logger,
       tuning: { syncBeforeAck: config.sync },
+      tree: config.tree,
     });
   } catch (error) {
     logger.log("error", "oracle.start_failed", {
@@ -256,6 +307,7 @@ export async function main(args: string[]): Promise<number> {
     peers: config.peers,
     dataDir: config.dataDir,
     sync: config.sync,
+    tree: config.tree?.name,
   });
   return await runUntilStopped(server, logger);
 }

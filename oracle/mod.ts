@@ -47,28 +47,43 @@ export {
   type Subscription,
 } from "./client.ts";
 export {
+  OracleTreeClient,
+  type OracleTreeClientOptions,
+  type OracleTreeClientStats,
+  type OracleTreeClientStatus,
+  type OracleTreeConnectOptions,
+} from "./tree_client.ts";
+export {
   type OracleGroup,
   type OracleGroupOptions,
   OracleServer,
   type OracleServerOptions,
+  type OracleTreeOptions,
   type OracleTuning,
   startOracleGroup,
 } from "./server.ts";
+export { oracleTreeLink, type OracleTreeLinkOptions } from "./tree_link.ts";
 export {
   OracleReplica,
   type OracleReplicaCounters,
   type OracleReplicaObserver,
   type OracleReplicaOptions,
   type OracleReplicaStatus,
+  type OracleTreeLink,
+  type OracleTreeUpstream,
 } from "./replica.ts";
 export {
   type AppendOp,
   type ChannelEvent,
   type ClientRequest,
   type CloseSessionOp,
+  type DelegateOp,
+  type Delegation,
+  type EndedSessionsOp,
   type EntryCommand,
   type FlushedOp,
   type GetLockOp,
+  type GetTreeOp,
   type GetViewOp,
   type GroupView,
   type JoinOp,
@@ -81,10 +96,13 @@ export {
   type OracleErrorCode,
   type OracleErrorResult,
   type OracleOp,
+  type OracleTree,
+  ownerPath,
   type ReadChannelOp,
   type ReadOp,
   type RemoveOp,
   SYSTEM_PREFIX,
+  TREE_CHANNEL,
   type TruncateOp,
   type UnlockOp,
   viewChannel,

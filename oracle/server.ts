@@ -12,17 +12,44 @@ import { FileStorage } from "../runtime/file_storage.ts";
 import { type Logger, silentLogger } from "../runtime/log.ts";
 import { CryptoRandom } from "../runtime/random.ts";
 import { TcpTransport } from "../transport/tcp_transport.ts";
+import { OracleClient } from "./client.ts";
+import { newClientId } from "./_client_id.ts";
 import {
   OracleReplica,
   type OracleReplicaOptions,
   type OracleReplicaStatus,
+  type OracleTreeLink,
 } from "./replica.ts";
+import { oracleTreeLink } from "./tree_link.ts";
 
 /** Replica tuning an {@linkcode OracleServer} passes through. */
 export type OracleTuning = Omit<
   OracleReplicaOptions,
-  "id" | "replicas" | "transport" | "storage" | "clock" | "random" | "logger"
+  | "id"
+  | "replicas"
+  | "transport"
+  | "storage"
+  | "clock"
+  | "random"
+  | "logger"
+  | "tree"
 >;
+
+/**
+ * Where a child group of an Oracle tree finds its parent and the root.
+ * Its replicas own only the prefixes the parent delegates to `name`; its
+ * leader adopts them and ends the sessions the root no longer has.
+ */
+export interface OracleTreeOptions {
+  /** This group's name: the one the parent's `delegate` names. */
+  name: string;
+  /** The parent group's replicas: id to `"host:port"`. */
+  parent: Record<string, string>;
+  /** The root group's replicas (the home of every session); default: the parent is the root. */
+  root?: Record<string, string> | undefined;
+  /** Milliseconds between two syncs of the leader with upstream. Default 200. */
+  syncMs?: number | undefined;
+}
 
 /** Options of {@linkcode OracleServer.start}. */
 export interface OracleServerOptions {
@@ -44,6 +71,8 @@ export interface OracleServerOptions {
   logger?: Logger | undefined;
   /** Consensus and state-machine tuning. */
   tuning?: OracleTuning | undefined;
+  /** Makes this replica part of a child group of an Oracle tree. Default: a root (owns every path). */
+  tree?: OracleTreeOptions | undefined;
 }
 
 /**
@@ -125,8 +154,16 @@ export class OracleServer {
         acceptUnknownPeers: true,
         logger,
       });
+      const tree = options.tree;
       const replica = OracleReplica.open({
         ...options.tuning,
+        stateMachine: {
+          ...options.tuning?.stateMachine,
+          treeRoot: tree === undefined,
+        },
+        tree: tree === undefined
+          ? undefined
+          : tcpTreeLink(tree, options.id, options.secret, logger),
         id: options.id,
         replicas: Object.keys(peers),
         transport,
@@ -198,6 +235,8 @@ export interface OracleGroupOptions {
   logger?: Logger | undefined;
   /** Consensus and state-machine tuning. */
   tuning?: OracleTuning | undefined;
+  /** Makes the group a child of an Oracle tree. Default: a root. */
+  tree?: OracleTreeOptions | undefined;
 }
 
 /** A whole Oracle group running in this process. */
@@ -252,6 +291,7 @@ export async function startOracleGroup(
         secret: options.secret,
         logger: options.logger,
         tuning: options.tuning,
+        tree: options.tree,
       });
       servers.set(id, server);
     }
@@ -280,6 +320,33 @@ export async function startOracleGroup(
       return stopped;
     },
   };
+}
+
+/**
+ * The tree link of a replica on TCP: each connection dials the parent
+ * (and the root) with a new session named after the group and replica.
+ */
+function tcpTreeLink(
+  tree: OracleTreeOptions,
+  replicaId: string,
+  secret: string | Uint8Array | undefined,
+  logger: Logger,
+): OracleTreeLink {
+  const random = new CryptoRandom();
+  const client = (replicas: Record<string, string>) => () =>
+    OracleClient.connect({
+      replicas,
+      secret,
+      logger,
+      deadlineMs: 5_000,
+      id: `tree-${tree.name}-${replicaId}-${newClientId(random).slice(2)}`,
+    });
+  return oracleTreeLink({
+    name: tree.name,
+    syncMs: tree.syncMs,
+    parent: client(tree.parent),
+    root: tree.root === undefined ? undefined : client(tree.root),
+  });
 }
 
 function parseListen(address: string): { hostname: string; port: number } {

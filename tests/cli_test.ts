@@ -93,8 +93,33 @@ Deno.test("oracle arguments are validated: ids, addresses, levels", () => {
     secretFile: undefined,
     logLevel: "warn",
     sync: false,
+    tree: undefined,
   });
   assert.equal(parseOracleArgs(["-h"]), "help");
+  const child = parseOracleArgs([
+    ...base,
+    "--tree-name",
+    "payments",
+    "--parent",
+    "r1=127.0.0.1:7001,r2=127.0.0.1:7002",
+  ]);
+  assert.ok(child !== "help");
+  assert.deepEqual(child.tree, {
+    name: "payments",
+    parent: { r1: "127.0.0.1:7001", r2: "127.0.0.1:7002" },
+    root: undefined,
+  });
+  const grandchild = parseOracleArgs([
+    ...base,
+    "--tree-name",
+    "eu",
+    "--parent",
+    "p1=127.0.0.1:7201",
+    "--root",
+    "r1=127.0.0.1:7001",
+  ]);
+  assert.ok(grandchild !== "help");
+  assert.deepEqual(grandchild.tree?.root, { r1: "127.0.0.1:7001" });
   const listen = parseOracleArgs([...base, "--listen", "0.0.0.0:0"]);
   assert.ok(listen !== "help" && listen.listen === "0.0.0.0:0");
   const ipv6 = parseOracleArgs([
@@ -121,6 +146,17 @@ Deno.test("oracle arguments are validated: ids, addresses, levels", () => {
     [[...base, "--log-level", "loud"], /Invalid --log-level "loud"/],
     [[...base, "extra"], /Unexpected argument "extra"/],
     [[...base, "--secret-file", ""], /secret-file/],
+    [
+      [...base, "--parent", "r1=127.0.0.1:7001"],
+      /--parent: only with --tree-name/,
+    ],
+    [[...base, "--tree-name", "x"], /Missing --parent/],
+    [[...base, "--tree-name", "", "--parent", "r=h:1"], /Invalid --tree-name/],
+    [[...base, "--tree-name", "x", "--parent", "r1"], /Invalid --parent entry/],
+    [
+      [...base, "--tree-name", "x", "--parent", "r=h:1", "--root", "r=h"],
+      /Invalid --root address/,
+    ],
   ];
   for (const [args, message] of bad) {
     assert.throws(() => parseOracleArgs(args), message, args.join(" "));

@@ -40,6 +40,10 @@ export interface LogLine {
 export interface OracleProcessesOptions {
   /** Number of replicas. Default 3. */
   size?: number | undefined;
+  /** Replica ids are this and 1, 2, ... Default `""`. */
+  idPrefix?: string | undefined;
+  /** More `cohort oracle` flags for every replica, for example `--tree-name`. */
+  args?: readonly string[] | undefined;
   /** Sync before acknowledging (the default); `false` passes `--no-sync`. */
   sync?: boolean | undefined;
   /** `--log-level` of the replicas. Default `"info"`. */
@@ -154,7 +158,8 @@ export class OracleProcesses {
   ): Promise<OracleProcesses> {
     const size = options.size ?? 3;
     const root = await Deno.makeTempDir({ prefix: "cohort-oracle-procs-" });
-    const ids = Array.from({ length: size }, (_, i) => String(i + 1));
+    const prefix = options.idPrefix ?? "";
+    const ids = Array.from({ length: size }, (_, i) => `${prefix}${i + 1}`);
     const ports = freePorts(size);
     const replicas: Record<string, string> = {};
     const dataDirs: Record<string, string> = {};
@@ -204,6 +209,7 @@ export class OracleProcesses {
       "--log-level",
       this.#options.logLevel ?? "info",
       ...(this.#options.sync === false ? ["--no-sync"] : []),
+      ...(this.#options.args ?? []),
     ];
     const child = new Deno.Command(Deno.execPath(), {
       args,
