@@ -12,12 +12,14 @@
 
 import { runScenarioCli, type Scenario } from "../../sim/mod.ts";
 import { oracleScenarios } from "./scenarios/oracle.ts";
+import { oracleTreeScenarios } from "./scenarios/oracle_tree.ts";
 import { transportScenarios } from "./scenarios/transport.ts";
 
 /** Every scenario the command knows, one family per file in `scenarios/`. */
 export const scenarios: Scenario[] = [
   ...transportScenarios,
   ...oracleScenarios,
+  ...oracleTreeScenarios,
 ];
 
 if (import.meta.main) {

@@ -207,6 +207,15 @@ export class OracleChecker implements WorkerRecorder {
     this.endedSessions.push({ session, call: 0, ret: this.#now() });
   }
 
+  /**
+   * A tree client reported its session ended: some group of the tree
+   * ended it, and each group ends it at its own time, before or after
+   * this report, so the expiry is bounded by nothing but the run.
+   */
+  sessionEndedSometime(session: string): void {
+    this.endedSessions.push({ session, call: 0, ret: Infinity });
+  }
+
   /** A client node crashed while its session was `session`. */
   clientCrashed(session: string): void {
     this.endedSessions.push({ session, call: this.#now(), ret: Infinity });

@@ -54,6 +54,8 @@ export interface WorkerRecorder {
   ): void;
   subscriptionError(session: string, subscription: string, code: string): void;
   sessionExpired(session: string): void;
+  /** A session ended at a time nothing bounds (a tree session: see the checker). */
+  sessionEndedSometime(session: string): void;
   /** Something the workload cannot go on from (a liveness or protocol failure). */
   fatal(session: string, text: string): void;
 }

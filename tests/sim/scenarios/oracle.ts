@@ -93,7 +93,7 @@ function randomLatency(random: Prng): LatencyDistribution {
   }
 }
 
-function simulationOptions(
+export function simulationOptions(
   random: Prng,
 ): Omit<SimulationOptions, "seed" | "traceCapacity"> {
   return {
@@ -440,7 +440,7 @@ function toHistory(
 }
 
 /** Checks the lock and channel histories for linearizability. */
-function checkHistories(checker: OracleChecker): string | undefined {
+export function checkHistories(checker: OracleChecker): string | undefined {
   const lockOps: HistoryOperation<unknown, unknown>[] = [];
   const channelOps: HistoryOperation<unknown, unknown>[] = [];
   for (const op of checker.history) {
