@@ -56,13 +56,10 @@ interface TreeCall {
   /** The path that routes it; `undefined`: always the root. */
   readonly path: string | undefined;
   readonly what: string;
-  /** A waiting lock: no deadline (its `not_owner` retries still stop at `deadlineMs`). */
-  readonly waits: boolean;
   readonly run: (client: OracleClient) => Promise<unknown>;
   readonly resolve: (value: unknown) => void;
   readonly reject: (error: unknown) => void;
   readonly startedAt: number;
-  deadlineTimer: TimerId | undefined;
   backoffTimer: TimerId | undefined;
   /** `moved` answers followed since the last backoff. */
   hops: number;
@@ -102,7 +99,6 @@ export class TreeCalls {
   start<T>(
     path: string | undefined,
     what: string,
-    waits: boolean,
     run: (client: OracleClient) => Promise<T>,
   ): Promise<T> {
     const host = this.#host;
@@ -110,12 +106,10 @@ export class TreeCalls {
     const call: TreeCall = {
       path,
       what,
-      waits,
       run,
       resolve: resolve as (value: unknown) => void,
       reject,
       startedAt: host.clock.now(),
-      deadlineTimer: undefined,
       backoffTimer: undefined,
       hops: 0,
       backoffMs: host.requestTimeoutMs,
@@ -125,13 +119,6 @@ export class TreeCalls {
       done: false,
     };
     this.#pending.add(call);
-    if (!waits) {
-      call.deadlineTimer = host.clock.setTimer(host.deadlineMs, () => {
-        call.deadlineTimer = undefined;
-        host.stats.routeTimeouts++;
-        this.#fail(call, this.#timeoutError(call));
-      });
-    }
     this.#attempt(call);
     return promise;
   }
@@ -198,10 +185,10 @@ export class TreeCalls {
       call.notOwner = true;
       call.refusedBy = delegation;
       const delay = call.backoffMs;
-      if (
-        call.waits &&
-        host.clock.now() + delay - call.startedAt > host.deadlineMs
-      ) {
+      // Each attempt has the inner client's deadline; only the retries
+      // after not_owner need one of their own: no timer per call.
+      if (host.clock.now() + delay - call.startedAt > host.deadlineMs) {
+        host.stats.routeTimeouts++;
         this.#fail(call, this.#timeoutError(call));
         return;
       }
@@ -258,9 +245,7 @@ export class TreeCalls {
     call.done = true;
     this.#pending.delete(call);
     const clock = this.#host.clock;
-    if (call.deadlineTimer !== undefined) clock.clearTimer(call.deadlineTimer);
     if (call.backoffTimer !== undefined) clock.clearTimer(call.backoffTimer);
-    call.deadlineTimer = undefined;
     call.backoffTimer = undefined;
   }
 }

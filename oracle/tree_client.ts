@@ -144,9 +144,11 @@ type TreeCounters = Omit<OracleTreeClientStats, keyof OracleClientStats>;
  * row (more rejects with code `moved`). A child group that has not
  * adopted the path yet answers `not_owner`: the client forgets the
  * delegation that sent it there and retries from the root after
- * `requestTimeoutMs`, doubling up to 8 times, until the call's deadline
- * (`deadlineMs`, also counting the time spent following delegations),
- * when it rejects with code `timeout` naming the group and the path. A
+ * `requestTimeoutMs`, doubling up to 8 times; once the next retry would
+ * start past the call's deadline (`deadlineMs` from the call, also
+ * counting the time spent following delegations), it rejects with code
+ * `timeout` naming the group and the path. Each attempt has the group
+ * client's own deadline. A
  * refused request was not applied, so these retries are safe. Any other
  * answer goes to the caller as is.
  *
@@ -561,7 +563,6 @@ export class OracleTreeClient {
       path,
       `lock ${JSON.stringify(path)}`,
       (client) => client.lock(path),
-      true,
     );
   }
 
@@ -1071,7 +1072,6 @@ export class OracleTreeClient {
     path: string | undefined,
     what: string,
     run: (client: OracleClient) => Promise<T>,
-    waits = false,
   ): Promise<T> {
     if (this.#state === "expired") {
       return Promise.reject(this.#expiredError(what));
@@ -1079,7 +1079,7 @@ export class OracleTreeClient {
     if (this.#state !== "open" && this.#state !== "opening") {
       return Promise.reject(this.#closedError(what));
     }
-    return this.#calls.start(path, what, waits, run);
+    return this.#calls.start(path, what, run);
   }
 
   /** A group reported the session expired: the whole tree session is. */
