@@ -65,4 +65,3 @@ export async function runLoad(
 export function rate(result: LoadResult): number {
   return result.ops / result.seconds;
 }
-
