@@ -221,6 +221,15 @@ export interface OracleReplicaStatus {
   failure: string | null;
   /** Counters that only grow. */
   counters: OracleReplicaCounters;
+  /** Its group's place in a tree of Oracle groups. */
+  tree: {
+    /** The group's name in the tree, or `null` for a root. */
+    name: string | null;
+    /** The prefixes the group owns (`["/"]` for a root). */
+    owns: readonly string[];
+    /** The delegations the group made. */
+    delegations: readonly Delegation[];
+  };
 }
 
 interface PendingWrite {
@@ -297,6 +306,8 @@ export class OracleReplica {
   readonly #subs: SubscriptionTable;
   /** A child group's sync with its parent and root, while leading. */
   readonly #treeSync: TreeSync | undefined;
+  /** The group's name in the tree (`null`: a root). */
+  readonly #treeName: string | null;
   #sm: OracleStateMachine;
   #appliedTerm = 0;
   #lastSnapshotIndex = 0;
@@ -413,6 +424,7 @@ export class OracleReplica {
       end: (client, id, err) =>
         this.#sendClient(client, { t: "subend", id, err }),
     }, { window: 4096, eventsPerFrame: 256, perClient: 1024 });
+    this.#treeName = options.tree?.name ?? null;
     this.#treeSync = options.tree === undefined
       ? undefined
       : new TreeSync(options.tree, {
@@ -486,6 +498,7 @@ export class OracleReplica {
 
   /** A JSON view of this replica. */
   status(): OracleReplicaStatus {
+    const tree = this.#sm.tree();
     return {
       id: this.#id,
       role: this.#raft.role,
@@ -501,6 +514,11 @@ export class OracleReplica {
       stopped: this.#stopped,
       failure: this.#failure?.message ?? null,
       counters: { ...this.#counters },
+      tree: {
+        name: this.#treeName,
+        owns: tree.owns,
+        delegations: tree.delegations,
+      },
     };
   }
 

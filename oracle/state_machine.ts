@@ -37,6 +37,7 @@ import {
   type Json,
   type OpResult,
   type OracleErrorResult,
+  type OracleTree,
   ownerPath,
   type ReadOp,
   TREE_CHANNEL,
@@ -666,9 +667,7 @@ export class OracleStateMachine {
       case "get_view":
         return { ok: json(this.#groups.get(op.group)) };
       case "get_tree":
-        return {
-          ok: json({ ...this.#tree.tree(), tokens: this.#locks.tokens }),
-        };
+        return { ok: json(this.tree()) };
       case "ended_sessions":
         return {
           ok: {
@@ -882,6 +881,33 @@ export class OracleStateMachine {
    */
   ownedPrefixes(): string[] {
     return this.#tree.owned();
+  }
+
+  /**
+   * This group's place in the tree, as `get_tree` reads it.
+   *
+   * @returns The owned prefixes, the delegations made (both sorted) and
+   * the last fencing token granted.
+   *
+   * @example A root that delegated a prefix
+   * ```ts
+   * import { OracleStateMachine } from "./state_machine.ts";
+   * import assert from "node:assert/strict";
+   *
+   * const sm = new OracleStateMachine();
+   * sm.apply(1, { batch: [
+   *   { session: "c", req: 1, acked: 0, op: { op: "open_session", ttlMs: 5_000 } },
+   *   { session: "c", req: 2, acked: 0, op: { op: "delegate", prefix: "/a", group: "A", replicas: { a1: "h:1" } } },
+   * ] });
+   * assert.deepEqual(sm.tree(), {
+   *   owns: ["/"],
+   *   delegations: [{ prefix: "/a", group: "A", replicas: { a1: "h:1" } }],
+   *   tokens: 0,
+   * });
+   * ```
+   */
+  tree(): OracleTree {
+    return { ...this.#tree.tree(), tokens: this.#locks.tokens };
   }
 
   /**

@@ -90,6 +90,24 @@ Deno.test("oracle tree on TCP: the root redirects a delegated path, the child ad
     } finally {
       await direct.close();
     }
+    // Each replica's status shows its group's place in the tree.
+    for (const server of tree.child.servers.values()) {
+      const status = server.status().tree;
+      assert.equal(status.name, "A");
+      assert.deepEqual(status.delegations, []);
+    }
+    await eventually(
+      () =>
+        [...tree.child.servers.values()].every((s) =>
+          s.status().tree.owns.join() === "/a"
+        ),
+      5_000,
+      "every replica of A to have applied the adoption",
+    );
+    const rootStatus = tree.root.servers.get("1")!.status().tree;
+    assert.equal(rootStatus.name, null);
+    assert.deepEqual(rootStatus.owns, ["/"]);
+    assert.deepEqual(rootStatus.delegations.map((d) => d.group), ["A"]);
     const rootTree = await tree.operator.getTree();
     assert.deepEqual(rootTree.owns, ["/"]);
     assert.deepEqual(rootTree.delegations.map((d) => [d.prefix, d.group]), [
