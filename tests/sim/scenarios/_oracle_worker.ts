@@ -14,6 +14,7 @@ import {
   type ViewEvent,
 } from "../../../oracle/commands.ts";
 import { OracleClient, OracleError } from "../../../oracle/client.ts";
+import { RecordedCalls } from "./_recorded_calls.ts";
 
 /** Channels the workload appends to (all under the `/ch` prefix). */
 export const CHANNELS: readonly string[] = ["/ch/a", "/ch/b", "/ch/c"];
@@ -75,6 +76,7 @@ export class OracleWorker {
   readonly #env: SimNodeEnv;
   readonly #plan: WorkerPlan;
   readonly #recorder: WorkerRecorder;
+  readonly #calls: RecordedCalls;
   #client: OracleClient;
   #generation = 0;
   #counter = 0;
@@ -87,6 +89,7 @@ export class OracleWorker {
     this.#env = env;
     this.#plan = plan;
     this.#recorder = recorder;
+    this.#calls = new RecordedCalls(recorder, env, plan.holdMs);
     this.#client = this.#newClient();
   }
 
@@ -232,72 +235,13 @@ export class OracleWorker {
       });
     } else if (pick < 50) {
       const path = CHANNELS[random.int(CHANNELS.length)];
-      const data = `${session}#${++this.#counter}`;
-      const op = this.#recorder.call(session, "append", path, data);
-      const result = await this.#attempt(op, () => client.append(path, data));
-      if (result !== undefined) this.#recorder.ret(op, result);
+      await this.#calls.append(client, path, `${session}#${++this.#counter}`);
     } else if (pick < 75) {
-      const path = LOCKS[random.int(LOCKS.length)];
-      const op = this.#recorder.call(session, "lock", path, undefined);
-      const grant = await this.#attempt(op, () => client.lock(path));
-      if (grant === undefined) return;
-      this.#recorder.ret(op, grant);
-      await this.#sleep(random.int(this.#plan.holdMs + 1));
-      await this.#unlock(client, path, grant.token);
+      await this.#calls.lockCycle(client, LOCKS[random.int(LOCKS.length)]);
     } else if (pick < 85) {
-      const path = LOCKS[random.int(LOCKS.length)];
-      const op = this.#recorder.call(session, "trylock", path, undefined);
-      const token = await this.#attempt(op, () => client.tryLock(path));
-      if (token === undefined && op.error !== undefined) return;
-      this.#recorder.ret(op, { token: token ?? 0 });
-      if (token !== undefined) await this.#unlock(client, path, token);
+      await this.#calls.tryLockCycle(client, LOCKS[random.int(LOCKS.length)]);
     } else {
-      const path = CHANNELS[random.int(CHANNELS.length)];
-      const op = this.#recorder.call(session, "read", path, 1);
-      const result = await this.#attempt(op, () => client.read(path, 1, 1000));
-      if (result !== undefined) this.#recorder.ret(op, result);
+      await this.#calls.read(client, CHANNELS[random.int(CHANNELS.length)]);
     }
-  }
-
-  async #unlock(
-    client: OracleClient,
-    path: string,
-    token: number,
-  ): Promise<void> {
-    const op = this.#recorder.call(client.session, "unlock", path, token);
-    const done = await this.#attempt(op, async () => {
-      await client.unlock(path, token);
-      return true;
-    });
-    if (done !== undefined) this.#recorder.ret(op, null);
-  }
-
-  /**
-   * Runs one client call. A definite Oracle error is recorded as such; a
-   * session expiry leaves the operation's outcome unknown and is rethrown
-   * so the worker starts over with a new session.
-   */
-  async #attempt<T>(
-    op: Recorded,
-    call: () => Promise<T>,
-  ): Promise<T | undefined> {
-    try {
-      return await call();
-    } catch (caught) {
-      const error = caught as unknown;
-      if (!(error instanceof OracleError)) throw error;
-      if (
-        error.code === "session_expired" || error.code === "timeout" ||
-        error.code === "closed"
-      ) {
-        throw error;
-      }
-      this.#recorder.ret(op, undefined, error.code);
-      return undefined;
-    }
-  }
-
-  #sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => this.#env.clock.setTimer(ms, resolve));
   }
 }

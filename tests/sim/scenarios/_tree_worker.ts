@@ -18,7 +18,8 @@ import { OracleError } from "../../../oracle/client.ts";
 import { OracleTreeClient } from "../../../oracle/tree_client.ts";
 import type { Transport } from "../../../transport/transport.ts";
 import { TransportMux } from "../../../transport/mux.ts";
-import type { Recorded, WorkerRecorder } from "./_oracle_worker.ts";
+import type { WorkerRecorder } from "./_oracle_worker.ts";
+import { RecordedCalls } from "./_recorded_calls.ts";
 
 /** Channels the workload appends to: one root-owned, the others in the subtrees `/a` and `/b`. */
 export const TREE_CHANNELS: readonly string[] = [
@@ -59,6 +60,7 @@ export class TreeWorker {
   readonly #plan: TreeWorkerPlan;
   readonly #recorder: WorkerRecorder;
   readonly #mux: TransportMux;
+  readonly #calls: RecordedCalls;
   #current: Generation;
   #generation = 0;
   #counter = 0;
@@ -69,6 +71,7 @@ export class TreeWorker {
     this.#plan = plan;
     this.#recorder = recorder;
     this.#mux = new TransportMux(env.transport);
+    this.#calls = new RecordedCalls(recorder, env, plan.holdMs);
     this.#current = this.#newGeneration();
   }
 
@@ -236,78 +239,20 @@ export class TreeWorker {
       }
     } else if (pick < 50) {
       const path = random.pick(TREE_CHANNELS);
-      if (!this.#plan.writable(path)) return await this.#read(client, path);
-      const data = `${session}#${++this.#counter}`;
-      const op = this.#recorder.call(session, "append", path, data);
-      const result = await this.#attempt(op, () => client.append(path, data));
-      if (result !== undefined) this.#recorder.ret(op, result);
+      if (!this.#plan.writable(path)) {
+        return await this.#calls.read(client, path);
+      }
+      await this.#calls.append(client, path, `${session}#${++this.#counter}`);
     } else if (pick < 75) {
       const path = random.pick(TREE_LOCKS);
-      if (!this.#plan.writable(path)) return;
-      const op = this.#recorder.call(session, "lock", path, undefined);
-      const grant = await this.#attempt(op, () => client.lock(path));
-      if (grant === undefined) return;
-      this.#recorder.ret(op, grant);
-      await this.#sleep(random.int(this.#plan.holdMs + 1));
-      await this.#unlock(client, path, grant.token);
+      if (this.#plan.writable(path)) await this.#calls.lockCycle(client, path);
     } else if (pick < 85) {
       const path = random.pick(TREE_LOCKS);
-      if (!this.#plan.writable(path)) return;
-      const op = this.#recorder.call(session, "trylock", path, undefined);
-      const token = await this.#attempt(op, () => client.tryLock(path));
-      if (token === undefined && op.error !== undefined) return;
-      this.#recorder.ret(op, { token: token ?? 0 });
-      if (token !== undefined) await this.#unlock(client, path, token);
-    } else {
-      await this.#read(client, random.pick(TREE_CHANNELS));
-    }
-  }
-
-  async #read(client: OracleTreeClient, path: string): Promise<void> {
-    const op = this.#recorder.call(client.session, "read", path, 1);
-    const result = await this.#attempt(op, () => client.read(path, 1, 1000));
-    if (result !== undefined) this.#recorder.ret(op, result);
-  }
-
-  async #unlock(
-    client: OracleTreeClient,
-    path: string,
-    token: number,
-  ): Promise<void> {
-    const op = this.#recorder.call(client.session, "unlock", path, token);
-    const done = await this.#attempt(op, async () => {
-      await client.unlock(path, token);
-      return true;
-    });
-    if (done !== undefined) this.#recorder.ret(op, null);
-  }
-
-  /**
-   * Runs one client call. A definite Oracle error is recorded as such; a
-   * session expiry leaves the operation's outcome unknown and is rethrown
-   * so the worker starts over with a new session.
-   */
-  async #attempt<T>(
-    op: Recorded,
-    call: () => Promise<T>,
-  ): Promise<T | undefined> {
-    try {
-      return await call();
-    } catch (caught) {
-      const error = caught as unknown;
-      if (!(error instanceof OracleError)) throw error;
-      if (
-        error.code === "session_expired" || error.code === "timeout" ||
-        error.code === "closed"
-      ) {
-        throw error;
+      if (this.#plan.writable(path)) {
+        await this.#calls.tryLockCycle(client, path);
       }
-      this.#recorder.ret(op, undefined, error.code);
-      return undefined;
+    } else {
+      await this.#calls.read(client, random.pick(TREE_CHANNELS));
     }
-  }
-
-  #sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => this.#env.clock.setTimer(ms, resolve));
   }
 }
