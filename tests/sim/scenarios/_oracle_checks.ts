@@ -360,3 +360,44 @@ export function checkViewStream(
   }
   return undefined;
 }
+
+/**
+ * Checks that every acknowledged append is in the channel read back at
+ * the end, at its sequence number.
+ *
+ * @returns A failure message, or `undefined`.
+ */
+export function checkAcknowledgedKept(
+  checker: OracleChecker,
+  finalReads: ReadonlyMap<string, readonly ChannelEvent[]>,
+): string | undefined {
+  for (const [path, channel] of checker.acknowledged()) {
+    const events = finalReads.get(path) ?? [];
+    for (const [seq, data] of channel) {
+      if (events[seq - 1]?.data !== data) {
+        return `lost: acknowledged append ${path}#${seq} (${
+          JSON.stringify(data)
+        }) is not in the channel after every replica restarted`;
+      }
+    }
+  }
+  return undefined;
+}
+
+/** Reads a whole channel, page by page (at most 100 pages of 1,000). */
+export async function readWholeChannel(
+  read: (
+    path: string,
+    from: number,
+    limit: number,
+  ) => Promise<{ events: ChannelEvent[] }>,
+  path: string,
+): Promise<ChannelEvent[]> {
+  const events: ChannelEvent[] = [];
+  for (let page = 0; page < 100; page++) {
+    const got = await read(path, events.length + 1, 1000);
+    events.push(...got.events);
+    if (got.events.length < 1000) break;
+  }
+  return events;
+}

@@ -35,9 +35,11 @@ import { type ChannelEvent, viewChannel } from "../../../oracle/commands.ts";
 import { OracleClient } from "../../../oracle/client.ts";
 import { OracleReplica } from "../../../oracle/replica.ts";
 import {
+  checkAcknowledgedKept,
   CheckFailure,
   checkViewStream,
   OracleChecker,
+  readWholeChannel,
 } from "./_oracle_checks.ts";
 import { channelModel, lockModel } from "./_oracle_models.ts";
 import {
@@ -48,6 +50,8 @@ import {
   type WorkerPlan,
 } from "./_oracle_worker.ts";
 import { randomSplit } from "./_split.ts";
+import { superviseReplicas } from "./_supervise.ts";
+import { scheduleOracleFaults } from "./_oracle_faults.ts";
 
 /** Settings of one run, drawn from the seed. */
 interface Plan {
@@ -111,65 +115,6 @@ export function simulationOptions(
   };
 }
 
-/** Schedules the faults of one run within the fault window. */
-function scheduleFaults(
-  sim: Simulation,
-  random: Prng,
-  plan: Plan,
-  crashClient: (id: PeerId) => boolean,
-  restartClient: (id: PeerId) => void,
-): void {
-  const everyone = [...plan.replicas, ...plan.clients];
-  const count = random.intBetween(3, 10);
-  const window = plan.faultWindowMs;
-  for (let i = 0; i < count; i++) {
-    const at = random.uniform(200, window * 0.9);
-    const duration = random.uniform(50, 1200);
-    const kind = random.pick([0, 1, 2, 2, 3, 4]);
-    if (kind === 0) {
-      const [a, b] = randomSplit(random, everyone);
-      sim.schedule(at, () => {
-        const id = sim.partition(a, b);
-        sim.schedule(duration, () => sim.heal(id));
-      });
-    } else if (kind === 1) {
-      const [a, b] = randomSplit(random, plan.replicas);
-      sim.schedule(at, () => {
-        const id = sim.partition(a, b, { oneWay: random.chance(0.5) });
-        sim.schedule(duration, () => sim.heal(id));
-      });
-    } else if (kind === 2) {
-      const victim = random.pick(plan.replicas);
-      sim.schedule(at, () => {
-        if (!sim.crash(victim)) return;
-        sim.schedule(
-          Math.min(duration, Math.max(1, window - at)),
-          () => sim.restart(victim),
-        );
-      });
-    } else if (kind === 3) {
-      const from = random.pick(everyone);
-      const to = random.pick(everyone.filter((id) => id !== from));
-      const loss = random.uniform(0.3, 0.9);
-      sim.schedule(at, () => {
-        sim.setLink(from, to, { loss });
-        sim.schedule(duration, () => sim.resetLink(from, to));
-      });
-    } else {
-      // A client crashes: its session expires at the Oracle, its locks
-      // go to the next waiter; it comes back under a new session.
-      const victim = random.pick(plan.clients);
-      sim.schedule(at, () => {
-        if (!crashClient(victim)) return;
-        sim.schedule(
-          duration + plan.sessionTtlMs,
-          () => restartClient(victim),
-        );
-      });
-    }
-  }
-}
-
 /** Virtual time allowed, after the faults stop, for everything to settle. */
 const LIVENESS_BOUND_MS = 30_000;
 
@@ -224,20 +169,23 @@ async function run(sim: Simulation, random: Prng): Promise<string | undefined> {
   const restartClient = (id: PeerId) => {
     if (!finalPhase) sim.restart(id);
   };
-  scheduleFaults(sim, random.fork("faults"), plan, crashClient, restartClient);
+  const faults = random.fork("faults");
+  scheduleOracleFaults({
+    sim,
+    random: faults,
+    windowMs: plan.faultWindowMs,
+    replicas: plan.replicas,
+    clients: plan.clients,
+    sessionTtlMs: plan.sessionTtlMs,
+    count: [3, 10],
+    kinds: ["partition", "replicas", "crash", "crash", "lossy", "client"],
+    splitReplicas: () => randomSplit(faults, plan.replicas),
+    crashClient,
+    restartClient,
+  });
 
-  // A supervisor, as a process manager would be: a replica that stopped
-  // on a storage failure is restarted from what its disk holds.
-  const supervise = () => {
-    for (const [id, replica] of replicas) {
-      if (sim.node(id).up && replica.status().failure !== null) {
-        sim.crash(id);
-        sim.restart(id);
-      }
-    }
-    sim.schedule(50, supervise);
-  };
-  sim.schedule(50, supervise);
+  // A replica that stopped on a storage failure is restarted.
+  superviseReplicas(sim, () => replicas);
 
   await sim.runForAsync(plan.faultWindowMs);
 
@@ -300,15 +248,8 @@ async function run(sim: Simulation, random: Prng): Promise<string | undefined> {
       requestTimeoutMs: 100,
       id: "verifier",
     });
-    const readAll = async (path: string) => {
-      const events: ChannelEvent[] = [];
-      for (let page = 0; page < 100; page++) {
-        const got = await client.read(path, events.length + 1, 1000);
-        events.push(...got.events);
-        if (got.events.length < 1000) break;
-      }
-      return events;
-    };
+    const readAll = (path: string) =>
+      readWholeChannel((p, from, limit) => client.read(p, from, limit), path);
     const sleep = (ms: number) =>
       new Promise<void>((resolve) => env.clock.setTimer(ms, resolve));
     (async () => {
@@ -343,17 +284,8 @@ async function run(sim: Simulation, random: Prng): Promise<string | undefined> {
   }
   const viewFailure = checkViewStream(viewEvents ?? []);
   if (viewFailure !== undefined) return `views: ${viewFailure}`;
-  const acked = checker.acknowledged();
-  for (const [path, channel] of acked) {
-    const events = finalReads.get(path) ?? [];
-    for (const [seq, data] of channel) {
-      if (events[seq - 1]?.data !== data) {
-        return `lost: acknowledged append ${path}#${seq} (${
-          JSON.stringify(data)
-        }) is not in the channel after every replica restarted`;
-      }
-    }
-  }
+  const lost = checkAcknowledgedKept(checker, finalReads);
+  if (lost !== undefined) return lost;
   return checkHistories(checker);
 }
 

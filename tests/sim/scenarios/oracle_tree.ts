@@ -43,12 +43,16 @@ import { oracleTreeLink } from "../../../oracle/tree_link.ts";
 import { OracleTreeClient } from "../../../oracle/tree_client.ts";
 import { TransportMux } from "../../../transport/mux.ts";
 import {
+  checkAcknowledgedKept,
   CheckFailure,
   checkViewStream,
   OracleChecker,
+  readWholeChannel,
 } from "./_oracle_checks.ts";
 import { checkHistories, simulationOptions } from "./oracle.ts";
 import { randomSplit } from "./_split.ts";
+import { superviseReplicas } from "./_supervise.ts";
+import { scheduleOracleFaults } from "./_oracle_faults.ts";
 import {
   TREE_CHANNELS,
   TREE_GROUPS,
@@ -96,78 +100,6 @@ function drawPlan(random: Prng): Plan {
 }
 
 const REPLICAS: PeerId[] = GROUPS.flatMap((g) => [...g.ids]);
-
-/** Schedules the faults of one run within the fault window. */
-function scheduleFaults(
-  sim: Simulation,
-  random: Prng,
-  plan: Plan,
-  crashClient: (id: PeerId) => boolean,
-  restartClient: (id: PeerId) => void,
-): void {
-  const everyone = [...REPLICAS, ...plan.clients];
-  const count = random.intBetween(4, 12);
-  const window = plan.faultWindowMs;
-  for (let i = 0; i < count; i++) {
-    const at = random.uniform(200, window * 0.9);
-    const duration = random.uniform(50, 1200);
-    const kind = random.pick([0, 1, 2, 2, 2, 3, 4, 5]);
-    if (kind === 0) {
-      const [a, b] = randomSplit(random, everyone);
-      sim.schedule(at, () => {
-        const id = sim.partition(a, b);
-        sim.schedule(duration, () => sim.heal(id));
-      });
-    } else if (kind === 1) {
-      // Within one group, or a whole child group cut off from the root.
-      const group = random.pick([...GROUPS]);
-      const [a, b] = random.chance(0.3) && group.prefix !== undefined
-        ? [[...group.ids], [...ROOT]]
-        : randomSplit(random, group.ids);
-      sim.schedule(at, () => {
-        const id = sim.partition(a, b, { oneWay: random.chance(0.5) });
-        sim.schedule(duration, () => sim.heal(id));
-      });
-    } else if (kind === 2) {
-      const victim = random.pick(REPLICAS);
-      sim.schedule(at, () => {
-        if (!sim.crash(victim)) return;
-        sim.schedule(
-          Math.min(duration, Math.max(1, window - at)),
-          () => sim.restart(victim),
-        );
-      });
-    } else if (kind === 3) {
-      const from = random.pick(everyone);
-      const to = random.pick(everyone.filter((id) => id !== from));
-      const loss = random.uniform(0.3, 0.9);
-      sim.schedule(at, () => {
-        sim.setLink(from, to, { loss });
-        sim.schedule(duration, () => sim.resetLink(from, to));
-      });
-    } else if (kind === 4) {
-      // A client crashes: its session expires in every group, its locks
-      // go to the next waiter; it comes back under a new session.
-      const victim = random.pick(plan.clients);
-      sim.schedule(at, () => {
-        if (!crashClient(victim)) return;
-        sim.schedule(
-          duration + plan.sessionTtlMs,
-          () => restartClient(victim),
-        );
-      });
-    } else {
-      // A client loses the root only, for longer than its session lives:
-      // the root ends the session; the children must end it too although
-      // the client still keeps it alive there.
-      const victim = random.pick(plan.clients);
-      sim.schedule(at, () => {
-        const id = sim.partition([victim], [...ROOT]);
-        sim.schedule(plan.sessionTtlMs * 1.5, () => sim.heal(id));
-      });
-    }
-  }
-}
 
 /** Virtual time allowed, after the faults stop, for everything to settle. */
 const LIVENESS_BOUND_MS = 30_000;
@@ -314,21 +246,48 @@ async function run(sim: Simulation, random: Prng): Promise<string | undefined> {
   const restartClient = (id: PeerId) => {
     if (!finalPhase) sim.restart(id);
   };
-  scheduleFaults(sim, random.fork("faults"), plan, crashClient, restartClient);
+  const faults = random.fork("faults");
+  scheduleOracleFaults({
+    sim,
+    random: faults,
+    windowMs: plan.faultWindowMs,
+    replicas: REPLICAS,
+    clients: plan.clients,
+    sessionTtlMs: plan.sessionTtlMs,
+    count: [4, 12],
+    kinds: [
+      "partition",
+      "replicas",
+      "crash",
+      "crash",
+      "crash",
+      "lossy",
+      "client",
+      "cut-from-root",
+    ],
+    // Within one group, or a whole child group cut off from the root.
+    splitReplicas: () => {
+      const group = faults.pick([...GROUPS]);
+      return faults.chance(0.3) && group.prefix !== undefined
+        ? [[...group.ids], [...ROOT]]
+        : randomSplit(faults, group.ids);
+    },
+    crashClient,
+    restartClient,
+    // A client loses the root only, for longer than its session lives:
+    // the root ends the session; the children must end it too although
+    // the client still keeps it alive there.
+    own: (_kind: "cut-from-root", at) => {
+      const victim = faults.pick(plan.clients);
+      sim.schedule(at, () => {
+        const id = sim.partition([victim], [...ROOT]);
+        sim.schedule(plan.sessionTtlMs * 1.5, () => sim.heal(id));
+      });
+    },
+  });
 
-  // A supervisor restarts a replica that stopped on a storage failure.
-  const supervise = () => {
-    for (const replicas of groups.values()) {
-      for (const [id, replica] of replicas) {
-        if (sim.node(id).up && replica.status().failure !== null) {
-          sim.crash(id);
-          sim.restart(id);
-        }
-      }
-    }
-    sim.schedule(50, supervise);
-  };
-  sim.schedule(50, supervise);
+  // A replica that stopped on a storage failure is restarted.
+  superviseReplicas(sim, () => [...groups.values()].flatMap((g) => [...g]));
 
   await sim.runForAsync(plan.faultWindowMs);
 
@@ -406,15 +365,8 @@ async function run(sim: Simulation, random: Prng): Promise<string | undefined> {
       connectGroup: (delegation) =>
         Promise.resolve(mux.route(Object.keys(delegation.replicas))),
     });
-    const readAll = async (path: string) => {
-      const events: ChannelEvent[] = [];
-      for (let page = 0; page < 100; page++) {
-        const got = await client.read(path, events.length + 1, 1000);
-        events.push(...got.events);
-        if (got.events.length < 1000) break;
-      }
-      return events;
-    };
+    const readAll = (path: string) =>
+      readWholeChannel((p, from, limit) => client.read(p, from, limit), path);
     const sleep = (ms: number) =>
       new Promise<void>((resolve) => env.clock.setTimer(ms, resolve));
     (async () => {
@@ -457,16 +409,8 @@ async function run(sim: Simulation, random: Prng): Promise<string | undefined> {
     const failure = checkViewStream(viewEvents.get(group) ?? []);
     if (failure !== undefined) return `views of ${group}: ${failure}`;
   }
-  for (const [path, channel] of recorder.acknowledged()) {
-    const events = finalReads.get(path) ?? [];
-    for (const [seq, data] of channel) {
-      if (events[seq - 1]?.data !== data) {
-        return `lost: acknowledged append ${path}#${seq} (${
-          JSON.stringify(data)
-        }) is not in the channel after every replica restarted`;
-      }
-    }
-  }
+  const lost = checkAcknowledgedKept(recorder, finalReads);
+  if (lost !== undefined) return lost;
   return checkHistories(recorder);
 }
 
