@@ -51,6 +51,7 @@ import {
   freezeJson,
 } from "./_sm_channels.ts";
 import { type GroupSnapshot, GroupTable } from "./_sm_groups.ts";
+import { opPath } from "./_op_path.ts";
 import { type Grant, type LockSnapshot, LockTable } from "./_sm_locks.ts";
 import {
   checkReadOp,
@@ -141,27 +142,6 @@ function option(
     );
   }
   return value;
-}
-
-/** The path a path operation acts on (its group's, for group operations). */
-function opPath(op: WriteOp | ReadOp): string | undefined {
-  switch (op.op) {
-    case "append":
-    case "truncate":
-    case "lock":
-    case "unlock":
-    case "read":
-    case "get_lock":
-      return op.path;
-    case "join":
-    case "leave":
-    case "remove":
-    case "flushed":
-    case "get_view":
-      return op.group;
-    default:
-      return undefined;
-  }
 }
 
 /** Results carry interfaces and readonly arrays that are JSON but not typed `Json`. */

@@ -24,6 +24,7 @@ import {
   TREE_CHANNEL,
 } from "../../oracle/commands.ts";
 import { isReserved, isUnder } from "../../oracle/path.ts";
+import { opPath } from "../../oracle/_op_path.ts";
 import type {
   ClientFrame,
   ReplicaToClientFrame,
@@ -166,7 +167,7 @@ export class FakeOracle {
     }
     if (!this.sessions.has(frame.s)) return expired(frame.s);
     if (op.op === "keepalive") return { ok: null };
-    const path = opPath(op);
+    const path = pathOf(op);
     const refusal = path === undefined ? undefined : this.refusal(path);
     if (refusal !== undefined) return { err: refusal };
     if (
@@ -324,27 +325,10 @@ export class FakeOracle {
   }
 }
 
-/** The path an operation acts on (the group's for membership operations). */
-function opPath(op: RequestFrame["op"]): string | undefined {
-  switch (op.op) {
-    case "append":
-    case "truncate":
-    case "lock":
-    case "unlock":
-    case "read":
-    case "get_lock":
-      return op.path;
-    case "join":
-    case "leave":
-    case "remove":
-    case "flushed":
-    case "get_view":
-      return op.group;
-    case "delegate":
-      return op.prefix;
-    default:
-      return undefined;
-  }
+/** The path an operation acts on; for `delegate`, its prefix. */
+function pathOf(op: RequestFrame["op"]): string | undefined {
+  if (op.op === "delegate") return op.prefix;
+  return op.op === "keepalive" ? undefined : opPath(op);
 }
 
 function expired(session: string): Reply {
