@@ -65,3 +65,30 @@ export async function runLoad(
 export function rate(result: LoadResult): number {
   return result.ops / result.seconds;
 }
+
+/** Reports each load phase's rate as progress and counts its failures. */
+export class LoadTally {
+  /** Failed calls over every phase recorded. */
+  errors = 0;
+  readonly #progress: (message: string) => void;
+
+  /** `progress` receives one line per phase. */
+  constructor(progress: (message: string) => void) {
+    this.#progress = progress;
+  }
+
+  /** Reports a phase; returns its rate (completed calls per second). */
+  record(name: string, result: LoadResult): number {
+    this.errors += result.errors;
+    this.#progress(
+      `${name}: ${
+        Math.round(rate(result)).toLocaleString("en")
+      }/s (${result.ops} in ${result.seconds.toFixed(2)} s${
+        result.errors > 0
+          ? `, ${result.errors} errors, last: ${result.lastError}`
+          : ""
+      })`,
+    );
+    return rate(result);
+  }
+}

@@ -19,7 +19,7 @@
 
 import { parseArgs } from "node:util";
 import { usageError } from "./_usage.ts";
-import { type LoadResult, rate, round, runLoad } from "./_load.ts";
+import { LoadTally, round, runLoad } from "./_load.ts";
 import { OracleClient } from "../oracle/client.ts";
 import {
   connectWhenReady,
@@ -225,18 +225,7 @@ export async function main(args: string[]): Promise<number> {
     for (let i = 0; i < 16; i++) workers.push(await connect());
     const subscriber = await connect();
     const writer = await connect();
-    let errors = 0;
-    const tally = (name: string, r: LoadResult) => {
-      errors += r.errors;
-      progress(
-        `${name}: ${Math.round(rate(r)).toLocaleString("en")}/s (${r.ops} in ${
-          r.seconds.toFixed(2)
-        } s${
-          r.errors > 0 ? `, ${r.errors} errors, last: ${r.lastError}` : ""
-        })`,
-      );
-      return rate(r);
-    };
+    const tally = new LoadTally(progress);
 
     // Warm up the JIT of every process, then count elections from here.
     await runLoad(16, Math.min(1, seconds), async (w) => {
@@ -244,13 +233,13 @@ export async function main(args: string[]): Promise<number> {
     });
     elections.armed = true;
 
-    const appendsPerSec1 = tally(
+    const appendsPerSec1 = tally.record(
       "appends, 1 client",
       await runLoad(1, seconds, async () => {
         await workers[0].append("/bench/append/0", { n: 1 });
       }),
     );
-    const appendsPerSec16 = tally(
+    const appendsPerSec16 = tally.record(
       "appends, 16 clients",
       await runLoad(16, seconds, async (w) => {
         await workers[w].append(`/bench/append/${w}`, { n: 1 });
@@ -260,11 +249,11 @@ export async function main(args: string[]): Promise<number> {
       const { token } = await client.lock(path);
       await client.unlock(path, token);
     };
-    const lockCyclesPerSec1Path = tally(
+    const lockCyclesPerSec1Path = tally.record(
       "lock cycles, 16 clients, 1 path",
       await runLoad(16, seconds, (w) => lockCycle(workers[w], "/bench/lock")),
     );
-    const lockCyclesPerSec16Paths = tally(
+    const lockCyclesPerSec16Paths = tally.record(
       "lock cycles, 16 clients, 16 paths",
       await runLoad(
         16,
@@ -322,8 +311,8 @@ export async function main(args: string[]): Promise<number> {
       ]);
       soakResult = {
         soakSeconds: soak,
-        soakAppendsPerSec: round(tally("soak appends", appends)),
-        soakLockCyclesPerSec: round(tally("soak lock cycles", locks)),
+        soakAppendsPerSec: round(tally.record("soak appends", appends)),
+        soakLockCyclesPerSec: round(tally.record("soak lock cycles", locks)),
         soakElections: elections.during.size - before,
       };
     }
@@ -380,7 +369,7 @@ export async function main(args: string[]): Promise<number> {
       failoverStopMs: round(stopped.ms, 1),
       electionsDuringLoad,
       ...soakResult,
-      errors,
+      errors: tally.errors,
     };
     for (const client of clients.splice(0)) await client.close();
     await procs.stop();

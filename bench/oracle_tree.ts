@@ -16,7 +16,7 @@
 
 import { parseArgs } from "node:util";
 import { usageError } from "./_usage.ts";
-import { type LoadResult, rate, round, runLoad } from "./_load.ts";
+import { LoadTally, round, runLoad } from "./_load.ts";
 import { OracleClient } from "../oracle/client.ts";
 import { OracleTreeClient } from "../oracle/tree_client.ts";
 import {
@@ -144,18 +144,7 @@ export async function main(args: string[]): Promise<number> {
       clients.push(client);
       tree.push(client);
     }
-    let errors = 0;
-    const tally = (name: string, r: LoadResult) => {
-      errors += r.errors;
-      progress(
-        `${name}: ${Math.round(rate(r)).toLocaleString("en")}/s (${r.ops} in ${
-          r.seconds.toFixed(2)
-        } s${
-          r.errors > 0 ? `, ${r.errors} errors, last: ${r.lastError}` : ""
-        })`,
-      );
-      return rate(r);
-    };
+    const tally = new LoadTally(progress);
     // Warm up every process and every client's cache (the first append
     // under each prefix is redirected; a child adopts its prefix once).
     await runLoad(clientCount, Math.min(2, seconds), async (w) => {
@@ -164,19 +153,19 @@ export async function main(args: string[]): Promise<number> {
       await tree[w].append(`/r/warmup/${w}`, w);
     });
 
-    const appendsPerSecRoot = tally(
+    const appendsPerSecRoot = tally.record(
       "appends at the root",
       await runLoad(clientCount, seconds, async (w) => {
         await tree[w].append(`/r/bench/${w}`, { n: 1 });
       }),
     );
-    const appendsPerSecOneChild = tally(
+    const appendsPerSecOneChild = tally.record(
       "appends into one child group",
       await runLoad(clientCount, seconds, async (w) => {
         await tree[w].append(`/a/bench/${w}`, { n: 1 });
       }),
     );
-    const appendsPerSecTwoChildren = tally(
+    const appendsPerSecTwoChildren = tally.record(
       "appends into two child groups",
       await runLoad(clientCount, seconds, async (w) => {
         await tree[w].append(`/${w % 2 === 0 ? "a" : "b"}/bench/${w}`, {
@@ -205,7 +194,7 @@ export async function main(args: string[]): Promise<number> {
     await runLoad(clientCount, Math.min(1, seconds), async (w) => {
       await direct[w].append(`/a/warmup/direct/${w}`, w);
     });
-    const appendsPerSecDirect = tally(
+    const appendsPerSecDirect = tally.record(
       "appends into group A by its own clients",
       await runLoad(clientCount, seconds, async (w) => {
         await direct[w].append(`/a/direct/${w}`, { n: 1 });
@@ -250,7 +239,7 @@ export async function main(args: string[]): Promise<number> {
       treeVsDirectRatio: round(appendsPerSecOneChild / appendsPerSecDirect, 2),
       lookupNs: round(lookupNs, 1),
       lookupShareOfAppend: round(lookupNs / appendNs, 7),
-      errors,
+      errors: tally.errors,
     };
     await stopAll();
     console.log(JSON.stringify(result));
