@@ -22,7 +22,9 @@ const BACKOFF_MAX_MS = 200;
  * connection went down, is suspect for this long (or until a frame from it
  * arrives): rotation skips it, and `not_leader` hints naming it are
  * ignored. Otherwise a follower that has not noticed a crashed or frozen
- * leader yet sends the client straight back to it.
+ * leader yet sends the client straight back to it. At most a quarter of
+ * the session TTL, though: one lost frame must not keep a client of a
+ * short-lived session off a healthy leader until the session expires.
  */
 const SUSPECT_MS = 1_000;
 /**
@@ -73,13 +75,21 @@ export class Routing {
    */
   #timeoutScale = 1;
 
-  /** Picks the first target at random among `replicas`. */
+  /** How long a suspicion lasts (see {@linkcode SUSPECT_MS}). */
+  readonly #suspectMs: number;
+
+  /**
+   * Picks the first target at random among `replicas`; `sessionTtlMs`
+   * bounds how long a replica stays suspect.
+   */
   constructor(
     replicas: readonly string[],
     clock: Clock,
     random: Random,
     stats: OracleClientStats,
+    sessionTtlMs: number,
   ) {
+    this.#suspectMs = Math.min(SUSPECT_MS, sessionTtlMs / 4);
     this.#replicas = [...replicas];
     this.#replicaSet = new Set(replicas);
     this.#clock = clock;
@@ -140,11 +150,11 @@ export class Routing {
       : this.backoffMs();
   }
 
-  /** Whether `peer` timed out or went down less than {@linkcode SUSPECT_MS} ago. */
+  /** Whether `peer` timed out or went down less than the suspicion time ago. */
   isSuspect(peer: PeerId): boolean {
     const since = this.#suspects.get(peer);
     if (since === undefined) return false;
-    if (this.#clock.now() - since < SUSPECT_MS) return true;
+    if (this.#clock.now() - since < this.#suspectMs) return true;
     this.#suspects.delete(peer);
     return false;
   }

@@ -22,6 +22,7 @@ export function emptyStats(): OracleClientStats {
     duplicateEvents: 0,
     gaps: 0,
     resubscribes: 0,
+    subscriptionRefreshes: 0,
     staleEvents: 0,
     transportBackpressure: 0,
     inflightWaits: 0,

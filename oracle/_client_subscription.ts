@@ -31,6 +31,8 @@ export class SubscriptionState {
   /** The next position wanted: a sequence number, or a revision for a prefix subscription. */
   next: number;
   closed = false;
+  /** When the target last sent a frame for it, or it was last (re)sent. */
+  heardAt = 0;
 
   constructor(id: number, path: string, prefix: boolean, from: number) {
     this.id = id;

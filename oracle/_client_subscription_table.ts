@@ -34,6 +34,8 @@ export interface SubscriptionHost {
   stopped(): boolean;
   /** The replica frames go to (and are accepted from). */
   target(): PeerId;
+  /** The client's clock. */
+  now(): number;
   /** A `not_leader` end from the target. */
   notLeader(error: OracleErrorResult): void;
   /** Builds the error a subscription ends with. */
@@ -85,9 +87,28 @@ export class SubscriptionTable {
     onError: ((error: OracleError) => void) | undefined,
   ): Subscription {
     const state = new SubscriptionState(this.#nextId++, path, prefix, from);
+    state.heardAt = this.#host.now();
     this.#entries.set(state.id, { state, onEvents, onError });
     this.#host.outbox.put({ k: "sub", sub: state });
     return new ClientSubscription(state, () => this.close(state));
+  }
+
+  /**
+   * Subscribes again, from the next position, every subscription the
+   * target sent nothing for in `idleMs`: a `sub` frame, or the last
+   * events of a channel that went quiet, may have been lost, and nothing
+   * else would notice. The target then sends what the client lacks, or
+   * nothing if it lacks nothing.
+   */
+  refresh(idleMs: number): void {
+    if (this.#host.stopped()) return;
+    const now = this.#host.now();
+    for (const { state } of this.#entries.values()) {
+      if (now - state.heardAt < idleMs) continue;
+      state.heardAt = now;
+      this.#host.stats.subscriptionRefreshes++;
+      this.#host.outbox.put({ k: "sub", sub: state });
+    }
   }
 
   /** An `ev` frame for subscription `id`. */
@@ -109,6 +130,7 @@ export class SubscriptionTable {
       return;
     }
     const state = entry.state;
+    state.heardAt = this.#host.now();
     const outcome = state.accept(events);
     this.#host.stats.duplicateEvents += outcome.duplicates;
     if (outcome.deliver.length > 0) {

@@ -337,6 +337,12 @@ export interface OracleClientStats {
   gaps: number;
   /** Subscriptions sent again after a gap or a stale end. */
   resubscribes: number;
+  /**
+   * Subscriptions sent again because the target sent nothing for them in
+   * a quarter of the session TTL (a lost `sub` frame or a lost last
+   * event would otherwise go unnoticed).
+   */
+  subscriptionRefreshes: number;
   /** Event or end frames for an unknown subscription or from a replica that is no longer the target. */
   staleEvents: number;
   /** Frames the transport refused (backpressure); they were queued until it drained. */
@@ -537,6 +543,7 @@ export class OracleClient {
       this.#clock,
       this.#random,
       this.#stats,
+      this.#requestedTtlMs,
     );
     this.#calls = new CallTable({
       stats: this.#stats,
@@ -564,6 +571,7 @@ export class OracleClient {
       outbox: this.#outbox,
       stopped: () => this.#stopped(),
       target: () => this.#routing.target,
+      now: () => this.#clock.now(),
       notLeader: (error) => this.#notLeader(error),
       error: (code, message, options) =>
         new OracleError(code, message, options),
@@ -1671,6 +1679,7 @@ export class OracleClient {
           { internal: true, waits: false },
         );
       }
+      this.#subscriptions.refresh(this.#ttlMs / 4);
       this.#scheduleKeepalive();
     });
   }

@@ -334,6 +334,52 @@ Deno.test("a replica that timed out is suspect: skipped, its hints ignored, unti
   await drive(sim, client.close());
 });
 
+Deno.test("with a short session a suspicion lasts a quarter of its TTL: one lost reply does not keep the client off a healthy leader until the session expires", async () => {
+  const { sim, replicas, client, ids } = cluster({
+    client: { requestTimeoutMs: 100, sessionTtlMs: 1_000 },
+  });
+  const first = client.status().target;
+  replicas[first].leader = true;
+  for (const id of ids) if (id !== first) replicas[id].hint = first;
+  await drive(sim, client.open());
+  // One request's frames are lost; the leader stays the leader.
+  replicas[first].silent = true;
+  const start = sim.now;
+  const append = client.append("/log", 1);
+  await runFor(sim, 110);
+  replicas[first].silent = false;
+  await drive(sim, append);
+  // Suspect for 250 ms (1,000 ms / 4), not 1,000 ms: back well before the
+  // session could expire.
+  assert.ok(sim.now - start < 450, `took ${sim.now - start} ms`);
+  assert.equal(client.status().target, first);
+  assert.equal(client.status().state, "open");
+  await drive(sim, client.close());
+});
+
+Deno.test("a subscription whose sub frame was lost is sent again once the target was silent about it for a quarter of the TTL", async () => {
+  const { sim, oracle, replicas, client } = cluster({
+    client: { sessionTtlMs: 2_000 },
+  });
+  const target = client.status().target;
+  replicas[target].leader = true;
+  await drive(sim, client.open());
+  let dropped = 0;
+  replicas[target].dropIf = (frame) => frame.t === "sub" && dropped++ === 0;
+  const seen: unknown[] = [];
+  client.subscribe("/log", { from: 1 }, (events) => {
+    for (const event of events) seen.push(event.data);
+  });
+  oracle.append("/log", "a");
+  await runFor(sim, 400);
+  assert.deepEqual(seen, [], "the first sub frame was lost");
+  await runFor(sim, 700);
+  assert.deepEqual(seen, ["a"]);
+  assert.equal(dropped, 2);
+  assert.ok(client.stats().subscriptionRefreshes >= 1);
+  await drive(sim, client.close());
+});
+
 Deno.test("client resends every pending request with its number when the target goes down; each applies once", async (t) => {
   const { sim, oracle, replicas, client, ids } = cluster();
   const first = client.status().target;
