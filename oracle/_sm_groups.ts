@@ -276,8 +276,12 @@ export class GroupTable {
     };
   }
 
-  /** Forces `member` out (a failure): restarts the proposal in flight if it includes the member. */
-  remove(name: string, member: string): GroupResult {
+  /**
+   * Forces `member` out (a failure): restarts the proposal in flight if it
+   * includes the member. With `inView`, only while that view is the
+   * installed one (a stale suspicion is refused).
+   */
+  remove(name: string, member: string, inView?: number): GroupResult {
     const g = this.#groups.get(name);
     const owner = g === undefined ? undefined : this.#ownerOf(g, member);
     if (g === undefined || owner === undefined || g.removed.has(member)) {
@@ -288,6 +292,15 @@ export class GroupTable {
             quote(name)
           }`
           : `Member ${quote(member)} is not in group ${quote(name)}`,
+      );
+    }
+    const installed = g.installed?.viewId ?? 0;
+    if (inView !== undefined && inView !== installed) {
+      return fail(
+        "membership",
+        `Cannot remove ${quote(member)} from group ${
+          quote(name)
+        }: the suspicion was raised in view ${inView}, and view ${installed} is installed`,
       );
     }
     g.removed.add(member);

@@ -190,7 +190,10 @@ export function checkWriteOp(
           : fail(
             "invalid",
             `Field "reason" must be a string of at most ${MAX_REASON_LENGTH} characters`,
-          ));
+          )) ??
+        (op.viewId === undefined
+          ? undefined
+          : checkCount("viewId", op.viewId, 1));
     case "flushed":
       return checkPathField("group", op.group, true) ??
         checkName("member", op.member, MAX_MEMBER_LENGTH) ??

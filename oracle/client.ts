@@ -973,7 +973,7 @@ export class OracleClient {
    * @param member The member's name.
    * @returns The id of the view proposed with the change.
    * @throws {TypeError} if `group` or `member` is invalid.
-   * @throws {OracleError} `membership` if not a member; `timeout`,
+   * @throws {OracleError} `membership` if not a member or the view is stale; `timeout`,
    * `closed` or `session_expired`.
    */
   async leave(group: string, member: string): Promise<{ viewId: number }> {
@@ -998,6 +998,8 @@ export class OracleClient {
    * @param group The group's path.
    * @param member The member to exclude.
    * @param reason Why, for the record.
+   * @param viewId The view the suspicion was raised in: if another view
+   * is installed by then, the removal is refused (`membership`).
    * @returns The id of the view proposed with the change.
    * @throws {TypeError} if an argument is invalid.
    * @throws {OracleError} `membership` if not a member; `timeout`,
@@ -1007,14 +1009,16 @@ export class OracleClient {
     group: string,
     member: string,
     reason: string,
+    viewId?: number,
   ): Promise<{ viewId: number }> {
     checkPath("group", group);
     checkName("member", member);
     if (typeof reason !== "string") {
       throw new TypeError(`Invalid reason ${String(reason)}: must be a string`);
     }
+    if (viewId !== undefined) checkInteger("viewId", viewId, 1);
     return await this.#request(
-      { op: "remove", group, member, reason },
+      { op: "remove", group, member, reason, viewId },
       `exclude ${JSON.stringify(member)} from ${JSON.stringify(group)}`,
       parseViewId,
     );

@@ -107,6 +107,13 @@ export interface RemoveOp {
   readonly member: string;
   /** Why it is removed (for logs). */
   readonly reason: string;
+  /**
+   * The view the suspicion was raised in. When given and no longer the
+   * installed view, the removal is refused (`membership`): a member that
+   * lagged behind, or was itself excluded, must not force out members
+   * that moved on to a newer view.
+   */
+  readonly viewId?: number | undefined;
 }
 
 /** Reports that `member` finished flushing for the proposed view `viewId`. */

@@ -560,7 +560,7 @@ export class OracleStateMachine {
           ? this.#groups.join(op.group, op.member, id)
           : op.op === "leave"
           ? this.#groups.leave(op.group, op.member, id)
-          : this.#groups.remove(op.group, op.member);
+          : this.#groups.remove(op.group, op.member, op.viewId);
         return "error" in result ? result : { ok: { viewId: result.viewId } };
       }
       case "flushed":

@@ -654,7 +654,7 @@ export class OracleTreeClient {
    * @param member The member's name.
    * @returns The id of the view proposed with the change.
    * @throws {TypeError} if `group` or `member` is invalid.
-   * @throws {OracleError} `membership` if not a member; otherwise as
+   * @throws {OracleError} `membership` if not a member or the view is stale; otherwise as
    * {@linkcode OracleTreeClient.append}.
    */
   async leave(group: string, member: string): Promise<{ viewId: number }> {
@@ -679,6 +679,8 @@ export class OracleTreeClient {
    * @param group The group's path.
    * @param member The member to exclude.
    * @param reason Why, for the record.
+   * @param viewId The view the suspicion was raised in: if another view
+   * is installed by then, the removal is refused (`membership`).
    * @returns The id of the view proposed with the change.
    * @throws {TypeError} if an argument is invalid.
    * @throws {OracleError} `membership` if not a member; otherwise as
@@ -688,16 +690,18 @@ export class OracleTreeClient {
     group: string,
     member: string,
     reason: string,
+    viewId?: number,
   ): Promise<{ viewId: number }> {
     checkPath("group", group);
     checkName("member", member);
     if (typeof reason !== "string") {
       throw new TypeError(`Invalid reason ${String(reason)}: must be a string`);
     }
+    if (viewId !== undefined) checkInteger("viewId", viewId, 1);
     return await this.#call(
       group,
       `exclude ${JSON.stringify(member)} from ${JSON.stringify(group)}`,
-      (client) => client.remove(group, member, reason),
+      (client) => client.remove(group, member, reason, viewId),
     );
   }
 

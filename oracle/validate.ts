@@ -106,6 +106,7 @@ const OPS = {
     group: path,
     member,
     reason: z.string().max(MAX_REASON_LENGTH),
+    viewId: count(1).optional(),
   }),
   flushed: z.strictObject({
     op: z.literal("flushed"),

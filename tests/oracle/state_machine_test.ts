@@ -1235,3 +1235,53 @@ Deno.test("outputs and reads are frozen: callers cannot corrupt state", () => {
   }, TypeError);
   assert.equal(h.sm.digest(), before);
 });
+
+Deno.test("a removal raised in a view that is no longer installed is refused as stale", () => {
+  const sm = new OracleStateMachine();
+  let index = 0;
+  const run = (session: string, req: number, op: WriteOp) =>
+    sm.apply(++index, { batch: [{ session, req, acked: 0, op }] })
+      .filter((o) => o.kind === "reply").map((o) =>
+        (o as { result: unknown }).result
+      );
+  for (const s of ["a", "b", "c"]) {
+    run(s, 1, { op: "open_session", ttlMs: 10_000 });
+  }
+  // a, b and c join one after the other: each join is a flush-then-view.
+  run("a", 2, { op: "join", group: "/g", member: "a" });
+  run("b", 2, { op: "join", group: "/g", member: "b" });
+  run("a", 3, { op: "flushed", group: "/g", viewId: 2, member: "a" });
+  run("c", 2, { op: "join", group: "/g", member: "c" });
+  run("a", 4, { op: "flushed", group: "/g", viewId: 3, member: "a" });
+  run("b", 3, { op: "flushed", group: "/g", viewId: 3, member: "b" });
+  const view = sm.read(undefined, { op: "get_view", group: "/g" });
+  assert.deepEqual(
+    (view as { ok: { view: { viewId: number } } }).ok.view.viewId,
+    3,
+  );
+  const stale = run("c", 3, {
+    op: "remove",
+    group: "/g",
+    member: "a",
+    reason: "silent",
+    viewId: 2,
+  });
+  assert.equal(
+    (stale[0] as { error: { code: string } }).error.code,
+    "membership",
+  );
+  assert.match(
+    (stale[0] as { error: { message: string } }).error.message,
+    /raised in view 2, and view 3 is installed/,
+  );
+  assert.deepEqual(
+    run("c", 4, {
+      op: "remove",
+      group: "/g",
+      member: "a",
+      reason: "silent",
+      viewId: 3,
+    }),
+    [{ ok: { viewId: 4 } }],
+  );
+});
