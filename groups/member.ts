@@ -1,0 +1,546 @@
+/**
+ * One member of one process group: reliable multicast within the
+ * installed view, and the flush-then-view change the Oracle drives.
+ *
+ * The Oracle orders every membership change into a proposal (the next
+ * view, and the survivors of the current one) and installs the view once
+ * every survivor reported `flushed`. On a proposal each survivor:
+ * 1. stops sending in the old view (application sends queue);
+ * 2. announces its receive vector (per sender, the highest sequence
+ *    number received without a gap) to the other survivors, and delivers
+ *    nothing beyond it until the flush target is known;
+ * 3. once it has every survivor's vector, computes the target (per
+ *    sender, the highest any survivor received) and echoes what others
+ *    lack (each missing range by exactly one survivor);
+ * 4. once it received everything up to the target, delivers it, drops
+ *    anything beyond (a crashed sender's messages nobody else has), and
+ *    reports `flushed`.
+ *
+ * So every survivor delivers the same messages in the old view (view
+ * synchrony). A newer proposal (another failure during the flush)
+ * restarts the flush with its survivors. The installed view then comes
+ * from the Oracle; queued sends go out in it.
+ *
+ * It does no I/O: frames go out through `send`, time comes from `clock`,
+ * and the driver feeds it the Oracle's view events and the frames that
+ * arrive.
+ *
+ * @module
+ */
+
+import type { Clock } from "../runtime/clock.ts";
+import type { ViewEvent } from "../oracle/commands.ts";
+import {
+  ReliableMulticast,
+  type ReliableMulticastOptions,
+} from "./reliable.ts";
+import type { GroupView, MemberId } from "./types.ts";
+import {
+  decodeFlush,
+  encodeDone,
+  encodeEcho,
+  encodeVector,
+  FLUSH_MAGIC,
+} from "./_flush_frame.ts";
+import { echoDuties, flushTarget, type ReceiveVector } from "./_flush_plan.ts";
+
+/** Proposals whose early vectors are kept (see `#early`). */
+const MAX_EARLY_PROPOSALS = 4;
+
+/** A message delivered to the application. */
+export interface GroupMessage {
+  /** The member that multicast it. */
+  readonly sender: MemberId;
+  /** Its sequence number among the sender's messages in the view. */
+  readonly seq: number;
+  /** The view it was sent and delivered in. */
+  readonly viewId: number;
+  /** The bytes the sender multicast. */
+  readonly payload: Uint8Array;
+}
+
+/** Options of a {@linkcode GroupMember}. */
+export interface GroupMemberOptions {
+  /** This member's name in the group. */
+  me: MemberId;
+  /** Timers and time. */
+  clock: Clock;
+  /** Hands a frame to the transport; `false` when it is refused (backpressure). */
+  send(to: MemberId, frame: Uint8Array): boolean;
+  /** Delivers a message, in FIFO order per sender, once, in the view it was sent in. */
+  deliver(message: GroupMessage): void;
+  /** A view was installed: every message of the previous view was delivered before. */
+  viewInstalled(view: GroupView): void;
+  /** Tells the Oracle this member flushed for the proposed view `viewId`. */
+  flushed(viewId: number): void;
+  /**
+   * Asks the Oracle to force a member out (it was silent, or held up
+   * stability) if `viewId` is still the installed view: a member that
+   * lags behind must not force out those that moved on.
+   */
+  suspect(member: MemberId, reason: string, viewId: number): void;
+  /** The Oracle installed a view without this member: it must rejoin under a new name. */
+  excluded?(view: GroupView): void;
+  /** Called when queued sends fit again after {@linkcode GroupMember.multicast} returned `false`. */
+  writable?(): void;
+  /** A multicast went out (possibly after waiting in the queue): in which view, under which seq. */
+  sent?(payload: Uint8Array, viewId: number, seq: number): void;
+  /** Most application sends queued while there is no view, a flush runs or the window is full. Default 10,000. */
+  maxQueued?: number;
+  /**
+   * While a flush runs, its frames (vector, echoes) are sent again this
+   * often, in ms, to survivors not done yet (frames can be lost). Default 50.
+   */
+  flushResendMs?: number;
+  /** Tuning of the reliable multicast of each view. */
+  reliable?:
+    | Omit<
+      ReliableMulticastOptions,
+      | "view"
+      | "me"
+      | "clock"
+      | "send"
+      | "deliver"
+      | "onWindowOpen"
+      | "onSlow"
+      | "onSuspect"
+    >
+    | undefined;
+}
+
+/** A flush in progress: for the proposed view `proposal`. */
+interface Flush {
+  readonly proposal: number;
+  readonly survivors: readonly MemberId[];
+  /** Survivors' announced vectors (this member's included), by member. */
+  readonly vectors: Map<MemberId, ReceiveVector>;
+  /** Per sender: deliver up to this; beyond it messages wait (or are dropped once the target is known). */
+  limit: Record<MemberId, number>;
+  /** The target, once every survivor's vector is in. */
+  target: Record<MemberId, number> | undefined;
+  /** Whether `flushed` was reported. */
+  done: boolean;
+  /** Survivors that said they are done (nothing more to resend them). */
+  readonly peersDone: Set<MemberId>;
+  /** This member's vector frame, resent until every survivor is done. */
+  readonly vectorFrame: Uint8Array;
+}
+
+/** What a {@linkcode GroupMember} is doing, for tests and status pages. */
+export interface GroupMemberStatus {
+  /** The installed view, or `null` before the first. */
+  view: GroupView | null;
+  /** The proposed view being flushed, or `null`. */
+  flushing: number | null;
+  /** Application sends waiting. */
+  queued: number;
+  /** Messages delivered to the application. */
+  delivered: number;
+  /** Frames dropped as malformed or out of place. */
+  badFrames: number;
+  /** Whether the Oracle installed a view without this member. */
+  excluded: boolean;
+}
+
+/** One member of one process group (see the module documentation). */
+export class GroupMember {
+  readonly #options: GroupMemberOptions;
+  readonly #maxQueued: number;
+  readonly #flushResendMs: number;
+  #view: GroupView | undefined;
+  #reliable: ReliableMulticast | undefined;
+  #flush: Flush | undefined;
+  /** Messages received beyond the flush limit, per sender, in order. */
+  #held = new Map<MemberId, { seq: number; payload: Uint8Array }[]>();
+  /** Highest seq delivered to the application per sender, in the current view. */
+  #deliveredUpTo = new Map<MemberId, number>();
+  readonly #queue: Uint8Array[] = [];
+  #refused = false;
+  #delivered = 0;
+  #badFrames = 0;
+  #excluded = false;
+  #closed = false;
+  /** A proposal leaves this member out: it sends nothing more. */
+  #departing = false;
+  /** The seq of this member's last multicast in the view (sent or about to be, at the end of the turn). */
+  #lastSeq = 0;
+  /** Members already reported in this view. */
+  #reported = new Set<MemberId>();
+  /**
+   * Vectors that arrived for a proposal this member has not seen yet (the
+   * Oracle's event reaches members at different times), by proposal.
+   * Bounded: only the newest few proposals are kept.
+   */
+  #early = new Map<number, Map<MemberId, ReceiveVector>>();
+
+  /** Creates a member with no view yet: it waits for its first installed view. */
+  constructor(options: GroupMemberOptions) {
+    this.#options = options;
+    this.#maxQueued = options.maxQueued ?? 10_000;
+    this.#flushResendMs = options.flushResendMs ?? 50;
+    if (!Number.isSafeInteger(this.#maxQueued) || this.#maxQueued < 1) {
+      throw new RangeError(
+        `Invalid maxQueued ${this.#maxQueued}: use a positive integer`,
+      );
+    }
+  }
+
+  /** The installed view, if any. */
+  get view(): GroupView | undefined {
+    return this.#view;
+  }
+
+  /**
+   * Multicasts `payload` to the view (FIFO per sender, view synchronous),
+   * or queues it while there is no view, a flush runs or the send window
+   * is full. Queued sends go out in order, in the next view they can.
+   *
+   * @returns `false` if the queue is full (`maxQueued`): the payload was
+   * not taken; {@linkcode GroupMemberOptions.writable} says when to retry.
+   */
+  multicast(payload: Uint8Array): boolean {
+    if (this.#closed || this.#excluded) return false;
+    if (this.#queue.length === 0 && this.#trySend(payload)) return true;
+    if (this.#queue.length >= this.#maxQueued) {
+      this.#refused = true;
+      return false;
+    }
+    this.#queue.push(payload);
+    return true;
+  }
+
+  /**
+   * Feeds an event of the group's view channel (as the Oracle appended
+   * it, in order).
+   */
+  onViewEvent(event: ViewEvent): void {
+    if (this.#closed || this.#excluded) return;
+    if (event.type === "propose") {
+      const current = this.#view;
+      if (current === undefined || event.fromViewId !== current.viewId) return;
+      if (!event.survivors.includes(this.#options.me)) {
+        // Leaving or forced out: send nothing more in this view.
+        this.#departing = true;
+        return;
+      }
+      if (this.#flush !== undefined && this.#flush.proposal >= event.viewId) {
+        return;
+      }
+      this.#startFlush(event.viewId, event.survivors);
+      return;
+    }
+    if (this.#view !== undefined && event.viewId <= this.#view.viewId) return;
+    const members = event.members.map((m) => m.member);
+    const view: GroupView = { viewId: event.viewId, members };
+    if (!members.includes(this.#options.me)) {
+      if (this.#view !== undefined) {
+        this.#excluded = true;
+        this.#flush = undefined;
+        this.#reliable?.close();
+        this.#reliable = undefined;
+        this.#options.excluded?.(view);
+      }
+      return;
+    }
+    this.#install(view);
+  }
+
+  /** Feeds a frame that arrived from `from`. */
+  receive(from: MemberId, frame: Uint8Array): void {
+    if (this.#closed) return;
+    if (frame.length > 0 && frame[0] === FLUSH_MAGIC) {
+      this.#onFlushFrame(from, frame);
+      return;
+    }
+    if (this.#reliable === undefined) {
+      this.#badFrames++;
+      return;
+    }
+    this.#reliable.receive(from, frame);
+  }
+
+  /** A snapshot of the member's state. */
+  status(): GroupMemberStatus {
+    return {
+      view: this.#view ?? null,
+      flushing: this.#flush?.done === false ? this.#flush.proposal : null,
+      queued: this.#queue.length,
+      delivered: this.#delivered,
+      badFrames: this.#badFrames,
+      excluded: this.#excluded,
+    };
+  }
+
+  /** Stops timers; the member does nothing afterwards. */
+  close(): void {
+    this.#closed = true;
+    this.#flush = undefined;
+    this.#reliable?.close();
+    this.#reliable = undefined;
+  }
+
+  // ------------------------------------------------------------ sending
+
+  #trySend(payload: Uint8Array): boolean {
+    if (
+      this.#flush !== undefined || this.#reliable === undefined ||
+      this.#departing
+    ) return false;
+    const seq = this.#reliable.multicast(payload);
+    if (seq === undefined) return false;
+    this.#lastSeq = seq;
+    this.#options.sent?.(payload, this.#view!.viewId, seq);
+    return true;
+  }
+
+  #drainQueue(): void {
+    let sent = 0;
+    while (sent < this.#queue.length && this.#trySend(this.#queue[sent])) {
+      sent++;
+    }
+    this.#queue.splice(0, sent);
+    if (this.#refused && this.#queue.length < this.#maxQueued) {
+      this.#refused = false;
+      this.#options.writable?.();
+    }
+  }
+
+  // ----------------------------------------------------------- delivery
+
+  /** From the reliable multicast: in order per sender, once. */
+  #onReliable(sender: MemberId, seq: number, payload: Uint8Array): void {
+    const flush = this.#flush;
+    if (flush !== undefined && seq > (flush.limit[sender] ?? 0)) {
+      let held = this.#held.get(sender);
+      if (held === undefined) this.#held.set(sender, held = []);
+      held.push({ seq, payload });
+      return;
+    }
+    this.#deliver(sender, seq, payload);
+    if (flush !== undefined) this.#progressFlush();
+  }
+
+  #deliver(sender: MemberId, seq: number, payload: Uint8Array): void {
+    const view = this.#view!;
+    this.#deliveredUpTo.set(sender, seq);
+    this.#delivered++;
+    this.#options.deliver({ sender, seq, viewId: view.viewId, payload });
+  }
+
+  // -------------------------------------------------------------- flush
+
+  #startFlush(proposal: number, survivors: readonly MemberId[]): void {
+    const view = this.#view!;
+    const reliable = this.#reliable!;
+    const received = reliable.received();
+    // Deliver nothing beyond what this member announces until the target
+    // is known; a restarted flush keeps what was delivered already.
+    const limit: Record<MemberId, number> = {};
+    for (const member of view.members) {
+      limit[member] = Math.max(
+        received[member] ?? 0,
+        this.#deliveredUpTo.get(member) ?? 0,
+      );
+    }
+    // Everything this member multicast counts, even what goes out only
+    // at the end of this turn: it is sent, so it must be delivered.
+    limit[this.#options.me] = Math.max(limit[this.#options.me], this.#lastSeq);
+    const vectors = new Map<MemberId, ReceiveVector>(
+      this.#early.get(proposal) ?? [],
+    );
+    vectors.set(this.#options.me, limit);
+    for (const known of this.#early.keys()) {
+      if (known <= proposal) this.#early.delete(known);
+    }
+    const flush: Flush = {
+      proposal,
+      survivors,
+      vectors,
+      limit,
+      target: undefined,
+      done: false,
+      peersDone: new Set(),
+      vectorFrame: encodeVector({
+        proposal,
+        oldView: view.viewId,
+        received: view.members.map((m) => limit[m]),
+      }),
+    };
+    this.#flush = flush;
+    this.#sendFlushFrames(flush);
+    this.#progressFlush();
+    this.#scheduleResend(flush);
+  }
+
+  /** Sends the vector, and the echoes once the target is known, to survivors not done. */
+  #sendFlushFrames(flush: Flush): void {
+    for (const member of flush.survivors) {
+      if (member === this.#options.me || flush.peersDone.has(member)) continue;
+      this.#options.send(member, flush.vectorFrame);
+    }
+    if (flush.target !== undefined) this.#echo(flush);
+  }
+
+  /** Resends the flush's frames until it is superseded or the view installed. */
+  #scheduleResend(flush: Flush): void {
+    this.#options.clock.setTimer(this.#flushResendMs, () => {
+      if (this.#flush !== flush || this.#closed) return;
+      if (
+        flush.survivors.every((m) =>
+          m === this.#options.me || flush.peersDone.has(m)
+        )
+      ) return;
+      this.#sendFlushFrames(flush);
+      this.#scheduleResend(flush);
+    });
+  }
+
+  #onFlushFrame(from: MemberId, bytes: Uint8Array): void {
+    const view = this.#view;
+    const frame = decodeFlush(bytes);
+    if (
+      "error" in frame || view === undefined || frame.oldView !== view.viewId
+    ) {
+      this.#badFrames++;
+      return;
+    }
+    if (frame.kind === "done") {
+      if (this.#flush?.proposal === frame.proposal) {
+        this.#flush.peersDone.add(from);
+      }
+      return;
+    }
+    if (frame.kind === "echo") {
+      const sender = view.members[frame.sender];
+      if (sender === undefined || this.#reliable === undefined) {
+        this.#badFrames++;
+        return;
+      }
+      frame.payloads.forEach((payload, i) =>
+        this.#reliable!.accept(sender, frame.first + i, payload)
+      );
+      this.#progressFlush();
+      return;
+    }
+    const flush = this.#flush;
+    if (
+      frame.received.length !== view.members.length ||
+      !view.members.includes(from)
+    ) {
+      this.#badFrames++;
+      return;
+    }
+    const vector: Record<MemberId, number> = {};
+    view.members.forEach((m, i) => vector[m] = frame.received[i]);
+    if (flush !== undefined && frame.proposal === flush.proposal) {
+      flush.vectors.set(from, vector);
+      this.#progressFlush();
+    } else if (flush === undefined || frame.proposal > flush.proposal) {
+      // This member has not seen that proposal yet: keep the vector for it.
+      let early = this.#early.get(frame.proposal);
+      if (early === undefined) {
+        this.#early.set(frame.proposal, early = new Map());
+        const oldest = Math.min(...this.#early.keys());
+        if (this.#early.size > MAX_EARLY_PROPOSALS) this.#early.delete(oldest);
+      }
+      early.set(from, vector);
+    }
+  }
+
+  /** Moves the flush on: target once every vector is in, echoes, delivery, report. */
+  #progressFlush(): void {
+    const flush = this.#flush;
+    const view = this.#view;
+    const reliable = this.#reliable;
+    if (flush === undefined || flush.done || !view || !reliable) return;
+    if (flush.target === undefined) {
+      if (!flush.survivors.every((m) => flush.vectors.has(m))) return;
+      flush.target = flushTarget(view.members, [...flush.vectors.values()]);
+      flush.limit = flush.target;
+      this.#releaseHeld(flush.target);
+      this.#echo(flush);
+    }
+    const target = flush.target;
+    const received = reliable.received();
+    if (view.members.some((m) => (received[m] ?? 0) < target[m])) return;
+    // Whatever is still held lies beyond the target: nobody delivers it
+    // in this flush (a newer one may take it; the new view drops it).
+    flush.done = true;
+    const done = encodeDone({ proposal: flush.proposal, oldView: view.viewId });
+    for (const member of flush.survivors) {
+      if (member !== this.#options.me) this.#options.send(member, done);
+    }
+    this.#options.flushed(flush.proposal);
+  }
+
+  /** Delivers, in order, the held messages at or below `limit`; keeps the rest. */
+  #releaseHeld(limit: Record<MemberId, number>): void {
+    for (const [member, held] of this.#held) {
+      let released = 0;
+      while (released < held.length && held[released].seq <= limit[member]) {
+        this.#deliver(member, held[released].seq, held[released].payload);
+        released++;
+      }
+      held.splice(0, released);
+    }
+  }
+
+  #echo(flush: Flush): void {
+    const view = this.#view!;
+    const reliable = this.#reliable!;
+    const survivors = flush.survivors.map((m) =>
+      [m, flush.vectors.get(m)!] as const
+    );
+    const duties = echoDuties(this.#options.me, view.members, survivors);
+    for (const duty of duties) {
+      if (flush.peersDone.has(duty.member)) continue;
+      const messages = reliable.unstable(duty.sender, duty.from - 1)
+        .filter((m) => m.seq <= duty.to);
+      if (messages.length === 0) continue;
+      this.#options.send(
+        duty.member,
+        encodeEcho({
+          oldView: view.viewId,
+          sender: view.members.indexOf(duty.sender),
+          first: messages[0].seq,
+          payloads: messages.map((m) => m.payload),
+        }),
+      );
+    }
+  }
+
+  // ---------------------------------------------------------- new view
+
+  #install(view: GroupView): void {
+    this.#reliable?.close();
+    this.#flush = undefined;
+    this.#held.clear();
+    this.#deliveredUpTo.clear();
+    this.#reported.clear();
+    this.#view = view;
+    this.#departing = false;
+    this.#lastSeq = 0;
+    for (const proposal of this.#early.keys()) {
+      if (proposal <= view.viewId) this.#early.delete(proposal);
+    }
+    this.#reliable = new ReliableMulticast({
+      ...this.#options.reliable,
+      view,
+      me: this.#options.me,
+      clock: this.#options.clock,
+      send: (to, frame) => this.#options.send(to, frame),
+      deliver: (sender, seq, payload) => this.#onReliable(sender, seq, payload),
+      onWindowOpen: () => this.#drainQueue(),
+      onSlow: (member) => this.#report(member, "slow: held up stability"),
+      onSuspect: (member) => this.#report(member, "silent: no heartbeat"),
+    });
+    this.#options.viewInstalled(view);
+    this.#drainQueue();
+  }
+
+  #report(member: MemberId, reason: string): void {
+    if (this.#reported.has(member) || member === this.#options.me) return;
+    this.#reported.add(member);
+    this.#options.suspect(member, reason, this.#view!.viewId);
+  }
+}
