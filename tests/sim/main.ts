@@ -13,6 +13,7 @@
 import { runScenarioCli, type Scenario } from "../../sim/mod.ts";
 import { oracleScenarios } from "./scenarios/oracle.ts";
 import { oracleTreeScenarios } from "./scenarios/oracle_tree.ts";
+import { groupScenarios } from "./scenarios/groups.ts";
 import { transportScenarios } from "./scenarios/transport.ts";
 
 /** Every scenario the command knows, one family per file in `scenarios/`. */
@@ -20,6 +21,7 @@ export const scenarios: Scenario[] = [
   ...transportScenarios,
   ...oracleScenarios,
   ...oracleTreeScenarios,
+  ...groupScenarios,
 ];
 
 if (import.meta.main) {

@@ -1,0 +1,205 @@
+/**
+ * One simulated process of the `groups` scenario: an Oracle client (its
+ * session) and a {@linkcode GroupMember} of one group over one endpoint,
+ * driven as a real process would drive them: the member follows the
+ * group's view channel, reports `flushed` and suspicions to the Oracle,
+ * and multicasts a numbered message now and then. Each incarnation joins
+ * under a new member name (`node.incarnation`): an excluded member never
+ * comes back under the same name.
+ *
+ * Frames between members carry the sender's member name first (one
+ * length byte, then UTF-8), so a restarted node's frames are never taken
+ * for its former incarnation's.
+ *
+ * @module
+ */
+
+import type { SimNodeEnv } from "../../../sim/mod.ts";
+import { viewChannel, type ViewEvent } from "../../../oracle/commands.ts";
+import { OracleClient, OracleError } from "../../../oracle/client.ts";
+import { TransportMux } from "../../../transport/mux.ts";
+import type { Transport } from "../../../transport/transport.ts";
+import { GroupMember, type GroupMessage } from "../../../groups/member.ts";
+import type { GroupView } from "../../../groups/types.ts";
+
+/** Settings shared by every node of a run. */
+export interface GroupNodePlan {
+  /** The Oracle's replicas. */
+  readonly oracle: readonly string[];
+  /** The group's path. */
+  readonly group: string;
+  readonly sessionTtlMs: number;
+  /** Mean pause between two multicasts of one member, ms. */
+  readonly sendEveryMs: number;
+  /** No multicast starts after this time. */
+  readonly stopAt: number;
+}
+
+/** What a node reports to the scenario's recorder. */
+export interface GroupNodeHooks {
+  sent(member: string, id: string, viewId: number): void;
+  delivered(member: string, id: string, message: GroupMessage): void;
+  view(member: string, view: GroupView): void;
+  /** The Oracle installed a view without this member (it left, or was forced out). */
+  excluded(member: string): void;
+  /** The member's Oracle session ended: the Oracle forces it out; it stops. */
+  lost(member: string): void;
+  /** Something the run cannot go on from. */
+  fatal(member: string, text: string): void;
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** The node id of a member name (`node.incarnation`). */
+export function nodeOf(member: string): string {
+  return member.slice(0, member.lastIndexOf("."));
+}
+
+/** One incarnation of a member process. */
+export class GroupNode {
+  /** This incarnation's member name. */
+  readonly name: string;
+  readonly #env: SimNodeEnv;
+  readonly #plan: GroupNodePlan;
+  readonly #hooks: GroupNodeHooks;
+  readonly #client: OracleClient;
+  readonly #member: GroupMember;
+  readonly #peers: Transport;
+  #count = 0;
+  #leaving = false;
+  /** The join was refused. */
+  #refused = false;
+  /** The session ended: the member stopped. */
+  #lost = false;
+
+  constructor(env: SimNodeEnv, plan: GroupNodePlan, hooks: GroupNodeHooks) {
+    this.#env = env;
+    this.#plan = plan;
+    this.#hooks = hooks;
+    this.name = `${env.id}.${env.incarnation}`;
+    const mux = new TransportMux(env.transport);
+    this.#client = new OracleClient(mux.route(plan.oracle), {
+      replicas: plan.oracle,
+      clock: env.clock,
+      random: env.random,
+      sessionTtlMs: plan.sessionTtlMs,
+      requestTimeoutMs: 100,
+      deadlineMs: 120_000,
+      id: this.name,
+    });
+    this.#peers = mux.rest();
+    const prefix = encoder.encode(this.name);
+    this.#member = new GroupMember({
+      me: this.name,
+      clock: env.clock,
+      send: (to, frame) => {
+        const bytes = new Uint8Array(1 + prefix.length + frame.length);
+        bytes[0] = prefix.length;
+        bytes.set(prefix, 1);
+        bytes.set(frame, 1 + prefix.length);
+        return this.#peers.send(nodeOf(to), bytes);
+      },
+      deliver: (message) =>
+        hooks.delivered(this.name, decoder.decode(message.payload), message),
+      viewInstalled: (view) => hooks.view(this.name, view),
+      excluded: () => hooks.excluded(this.name),
+      flushed: (viewId) =>
+        this.#quietly(this.#client.flushed(plan.group, viewId, this.name)),
+      suspect: (member, reason, viewId) =>
+        this.#quietly(this.#client.remove(plan.group, member, reason, viewId)),
+      sent: (payload, viewId) =>
+        hooks.sent(this.name, decoder.decode(payload), viewId),
+    });
+    this.#peers.setHandler({
+      onFrame: (_from, bytes) => {
+        const length = bytes[0] ?? 0;
+        if (bytes.length < 1 + length) return;
+        const sender = decoder.decode(bytes.subarray(1, 1 + length));
+        this.#member.receive(sender, bytes.subarray(1 + length));
+      },
+    });
+    this.#client.onSessionExpired(() => this.#lose());
+    this.#client.open().then(() => {
+      this.#client.subscribe(viewChannel(plan.group), { from: 1 }, (events) => {
+        for (const event of events) {
+          const view = event.data as unknown as ViewEvent;
+          this.#member.onViewEvent(view);
+        }
+      });
+      this.#client.join(plan.group, this.name).catch(
+        (error) => {
+          // Refused (a name the Oracle removed cannot come back).
+          if (error instanceof OracleError) this.#refused = true;
+          else hooks.fatal(this.name, String(error));
+        },
+      );
+      this.#next();
+    }, (error) => {
+      if (error instanceof OracleError && error.code === "session_expired") {
+        this.#lose();
+      } else {
+        hooks.fatal(this.name, `open: ${String(error)}`);
+      }
+    });
+  }
+
+  /** The member's state, for reports. */
+  status(): string {
+    return JSON.stringify({
+      name: this.name,
+      member: this.#member.status(),
+      client: this.#client.status().state,
+    });
+  }
+
+  /** The installed view, if any. */
+  get view(): GroupView | undefined {
+    return this.#member.view;
+  }
+
+  /** Whether the member is in a view and not flushing (settled). */
+  get settled(): boolean {
+    const status = this.#member.status();
+    return status.view !== null && status.flushing === null &&
+      status.queued === 0;
+  }
+
+  /** Whether the member left, was excluded, was refused or lost its session. */
+  get gone(): boolean {
+    return this.#leaving || this.#refused || this.#lost ||
+      this.#member.status().excluded;
+  }
+
+  /** Leaves the group voluntarily; sends nothing more. */
+  leave(): void {
+    this.#leaving = true;
+    this.#quietly(this.#client.leave(this.#plan.group, this.name));
+  }
+
+  /** The session ended (the Oracle forces the member out): stop. */
+  #lose(): void {
+    if (this.#lost) return;
+    this.#lost = true;
+    this.#member.close();
+    this.#hooks.lost(this.name);
+  }
+
+  #next(): void {
+    const clock = this.#env.clock;
+    const pause = this.#env.random.int(2 * this.#plan.sendEveryMs + 1);
+    clock.setTimer(pause, () => {
+      if (clock.now() >= this.#plan.stopAt || this.gone) return;
+      this.#member.multicast(encoder.encode(`${this.name}:${++this.#count}`));
+      this.#next();
+    });
+  }
+
+  /** Runs an Oracle call whose Oracle errors are expected (a stale view, a member gone). */
+  #quietly(call: Promise<unknown>): void {
+    call.catch((error) => {
+      if (error instanceof OracleError) return;
+      this.#hooks.fatal(this.name, String(error));
+    });
+  }
+}
