@@ -48,6 +48,13 @@ export class Sender {
     return this.#delivered;
   }
 
+  /** Whether the window has room for one more message of mine. */
+  hasRoom(): boolean {
+    const x = this.#x;
+    return this.#lastSeq - x.acks.stable(x.o.me) < x.o.window &&
+      this.#lastSeq < MAX_SEQ;
+  }
+
   /**
    * Assigns the next seq to a copy of `payload` and queues it for the flush
    * at the end of the turn.
@@ -57,16 +64,13 @@ export class Sender {
    */
   multicast(payload: Uint8Array): number | undefined {
     const x = this.#x;
-    const { me, window } = x.o;
-    if (
-      this.#lastSeq - x.acks.stable(me) >= window || this.#lastSeq >= MAX_SEQ
-    ) {
+    if (!this.hasRoom()) {
       this.#windowClosed = true;
       x.counters.windowRefusals++;
       return undefined;
     }
     const seq = ++this.#lastSeq;
-    x.stores[me].put(seq, this.#copy(payload));
+    x.stores[x.o.me].put(seq, this.#copy(payload));
     x.counters.sent++;
     if (!this.#flushQueued) {
       this.#flushQueued = true;

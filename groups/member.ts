@@ -35,6 +35,13 @@ import {
   type ReliableMulticastOptions,
 } from "./reliable.ts";
 import type { GroupView, MemberId } from "./types.ts";
+import type {
+  OrderedMessage,
+  OrderingStrategy,
+  StrategyFactory,
+} from "./ordering.ts";
+import { fbcast } from "./fbcast.ts";
+import { cbcast } from "./cbcast.ts";
 import {
   decodeFlush,
   encodeDone,
@@ -55,6 +62,8 @@ export interface GroupMessage {
   readonly seq: number;
   /** The view it was sent and delivered in. */
   readonly viewId: number;
+  /** The ordering strategy it was sent with. */
+  readonly strategy: string;
   /** The bytes the sender multicast. */
   readonly payload: Uint8Array;
 }
@@ -67,7 +76,10 @@ export interface GroupMemberOptions {
   clock: Clock;
   /** Hands a frame to the transport; `false` when it is refused (backpressure). */
   send(to: MemberId, frame: Uint8Array): boolean;
-  /** Delivers a message, in FIFO order per sender, once, in the view it was sent in. */
+  /**
+   * Delivers a message, once, in the view it was sent in, in the order its
+   * strategy promises (every strategy is FIFO per sender).
+   */
   deliver(message: GroupMessage): void;
   /** A view was installed: every message of the previous view was delivered before. */
   viewInstalled(view: GroupView): void;
@@ -84,7 +96,14 @@ export interface GroupMemberOptions {
   /** Called when queued sends fit again after {@linkcode GroupMember.multicast} returned `false`. */
   writable?(): void;
   /** A multicast went out (possibly after waiting in the queue): in which view, under which seq. */
-  sent?(payload: Uint8Array, viewId: number, seq: number): void;
+  sent?(
+    payload: Uint8Array,
+    viewId: number,
+    seq: number,
+    strategy: string,
+  ): void;
+  /** The ordering strategies multicasts may name. Default `fbcast` and `cbcast`. */
+  strategies?: readonly StrategyFactory[] | undefined;
   /** Most application sends queued while there is no view, a flush runs or the window is full. Default 10,000. */
   maxQueued?: number;
   /**
@@ -154,7 +173,12 @@ export class GroupMember {
   #held = new Map<MemberId, { seq: number; payload: Uint8Array }[]>();
   /** Highest seq delivered to the application per sender, in the current view. */
   #deliveredUpTo = new Map<MemberId, number>();
-  readonly #queue: Uint8Array[] = [];
+  readonly #queue: { payload: Uint8Array; factory: StrategyFactory }[] = [];
+  /** The strategies by name and by wire code. */
+  readonly #byName = new Map<string, StrategyFactory>();
+  readonly #byCode = new Map<number, StrategyFactory>();
+  /** This view's instance of each strategy, by wire code. */
+  #ordering = new Map<number, OrderingStrategy>();
   #refused = false;
   #delivered = 0;
   #badFrames = 0;
@@ -178,6 +202,21 @@ export class GroupMember {
     this.#options = options;
     this.#maxQueued = options.maxQueued ?? 10_000;
     this.#flushResendMs = options.flushResendMs ?? 50;
+    for (const factory of options.strategies ?? [fbcast, cbcast]) {
+      if (
+        !Number.isInteger(factory.code) || factory.code < 1 ||
+        factory.code > 255 || this.#byCode.has(factory.code) ||
+        this.#byName.has(factory.name)
+      ) {
+        throw new RangeError(
+          `Invalid strategy ${
+            JSON.stringify(factory.name)
+          }: its name and code (1-255, got ${factory.code}) must be unique`,
+        );
+      }
+      this.#byName.set(factory.name, factory);
+      this.#byCode.set(factory.code, factory);
+    }
     if (!Number.isSafeInteger(this.#maxQueued) || this.#maxQueued < 1) {
       throw new RangeError(
         `Invalid maxQueued ${this.#maxQueued}: use a positive integer`,
@@ -195,17 +234,29 @@ export class GroupMember {
    * or queues it while there is no view, a flush runs or the send window
    * is full. Queued sends go out in order, in the next view they can.
    *
+   * @param payload The bytes (copied when sent).
+   * @param strategy The ordering it is delivered in. Default `fbcast`.
    * @returns `false` if the queue is full (`maxQueued`): the payload was
    * not taken; {@linkcode GroupMemberOptions.writable} says when to retry.
+   * @throws {RangeError} if `strategy` is not one of the member's.
    */
-  multicast(payload: Uint8Array): boolean {
+  multicast(payload: Uint8Array, strategy = "fbcast"): boolean {
+    const factory = this.#byName.get(strategy);
+    if (factory === undefined) {
+      throw new RangeError(
+        `Unknown ordering strategy ${JSON.stringify(strategy)}: use one of ${
+          [...this.#byName.keys()].join(", ")
+        }`,
+      );
+    }
     if (this.#closed || this.#excluded) return false;
-    if (this.#queue.length === 0 && this.#trySend(payload)) return true;
+    const item = { payload, factory };
+    if (this.#queue.length === 0 && this.#trySend(item)) return true;
     if (this.#queue.length >= this.#maxQueued) {
       this.#refused = true;
       return false;
     }
-    this.#queue.push(payload);
+    this.#queue.push(item);
     return true;
   }
 
@@ -281,15 +332,25 @@ export class GroupMember {
 
   // ------------------------------------------------------------ sending
 
-  #trySend(payload: Uint8Array): boolean {
+  #trySend(
+    item: { payload: Uint8Array; factory: StrategyFactory },
+  ): boolean {
+    const reliable = this.#reliable;
     if (
-      this.#flush !== undefined || this.#reliable === undefined ||
-      this.#departing
+      this.#flush !== undefined || reliable === undefined ||
+      this.#departing || !reliable.writable
     ) return false;
-    const seq = this.#reliable.multicast(payload);
-    if (seq === undefined) return false;
+    // Stamped only once the window has room: a stamp is never wasted.
+    const { payload, factory } = item;
+    const header = this.#ordering.get(factory.code)!.stamp();
+    const envelope = new Uint8Array(3 + header.length + payload.length);
+    envelope[0] = factory.code;
+    new DataView(envelope.buffer).setUint16(1, header.length);
+    envelope.set(header, 3);
+    envelope.set(payload, 3 + header.length);
+    const seq = reliable.multicast(envelope)!;
     this.#lastSeq = seq;
-    this.#options.sent?.(payload, this.#view!.viewId, seq);
+    this.#options.sent?.(payload, this.#view!.viewId, seq, factory.name);
     return true;
   }
 
@@ -320,11 +381,33 @@ export class GroupMember {
     if (flush !== undefined) this.#progressFlush();
   }
 
-  #deliver(sender: MemberId, seq: number, payload: Uint8Array): void {
-    const view = this.#view!;
+  /** A message leaves the FIFO layer: its strategy decides when the application gets it. */
+  #deliver(sender: MemberId, seq: number, envelope: Uint8Array): void {
     this.#deliveredUpTo.set(sender, seq);
-    this.#delivered++;
-    this.#options.deliver({ sender, seq, viewId: view.viewId, payload });
+    const code = envelope[0];
+    const ordering = this.#ordering.get(code);
+    const length = envelope.length >= 3
+      ? (envelope[1] << 8) | envelope[2]
+      : Infinity;
+    if (ordering === undefined || 3 + length > envelope.length) {
+      this.#badFrames++;
+      return;
+    }
+    const ready = ordering.arrive({
+      sender,
+      seq,
+      header: envelope.subarray(3, 3 + length),
+      payload: envelope.subarray(3 + length),
+    });
+    this.#toApplication(this.#byCode.get(code)!.name, ready);
+  }
+
+  #toApplication(strategy: string, messages: readonly OrderedMessage[]): void {
+    const viewId = this.#view!.viewId;
+    for (const { sender, seq, payload } of messages) {
+      this.#delivered++;
+      this.#options.deliver({ sender, seq, viewId, strategy, payload });
+    }
   }
 
   // -------------------------------------------------------------- flush
@@ -465,6 +548,11 @@ export class GroupMember {
     if (view.members.some((m) => (received[m] ?? 0) < target[m])) return;
     // Whatever is still held lies beyond the target: nobody delivers it
     // in this flush (a newer one may take it; the new view drops it).
+    // Every survivor now holds the same messages: the strategies deliver
+    // what they still may, alike everywhere.
+    for (const [code, ordering] of this.#ordering) {
+      this.#toApplication(this.#byCode.get(code)!.name, ordering.drain());
+    }
     flush.done = true;
     const done = encodeDone({ proposal: flush.proposal, oldView: view.viewId });
     for (const member of flush.survivors) {
@@ -520,6 +608,12 @@ export class GroupMember {
     this.#view = view;
     this.#departing = false;
     this.#lastSeq = 0;
+    this.#ordering = new Map(
+      [...this.#byCode].map(([code, factory]) => [
+        code,
+        factory.create(view, this.#options.me),
+      ]),
+    );
     for (const proposal of this.#early.keys()) {
       if (proposal <= view.viewId) this.#early.delete(proposal);
     }

@@ -224,6 +224,15 @@ export class ReliableMulticast {
   }
 
   /**
+   * Whether {@linkcode ReliableMulticast.multicast} would take a message
+   * now (not closed, room in the window): a caller that stamps messages
+   * asks first, so nothing stamped is refused.
+   */
+  get writable(): boolean {
+    return !this.#closed && this.#sender.hasRoom();
+  }
+
+  /**
    * Multicasts a message to the view (itself included). Messages of one
    * turn of the event loop leave together, in as few frames as fit.
    *

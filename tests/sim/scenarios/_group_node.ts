@@ -21,6 +21,7 @@ import { TransportMux } from "../../../transport/mux.ts";
 import type { Transport } from "../../../transport/transport.ts";
 import { GroupMember, type GroupMessage } from "../../../groups/member.ts";
 import type { GroupView } from "../../../groups/types.ts";
+import type { Strategy } from "./_group_history.ts";
 
 /** Settings shared by every node of a run. */
 export interface GroupNodePlan {
@@ -33,11 +34,13 @@ export interface GroupNodePlan {
   readonly sendEveryMs: number;
   /** No multicast starts after this time. */
   readonly stopAt: number;
+  /** The strategies multicasts pick from, at random. */
+  readonly strategies: readonly Strategy[];
 }
 
 /** What a node reports to the scenario's recorder. */
 export interface GroupNodeHooks {
-  sent(member: string, id: string, viewId: number): void;
+  sent(member: string, id: string, viewId: number, strategy: Strategy): void;
   delivered(member: string, id: string, message: GroupMessage): void;
   view(member: string, view: GroupView): void;
   /** The Oracle installed a view without this member (it left, or was forced out). */
@@ -108,8 +111,13 @@ export class GroupNode {
         this.#quietly(this.#client.flushed(plan.group, viewId, this.name)),
       suspect: (member, reason, viewId) =>
         this.#quietly(this.#client.remove(plan.group, member, reason, viewId)),
-      sent: (payload, viewId) =>
-        hooks.sent(this.name, decoder.decode(payload), viewId),
+      sent: (payload, viewId, _seq, strategy) =>
+        hooks.sent(
+          this.name,
+          decoder.decode(payload),
+          viewId,
+          strategy as Strategy,
+        ),
     });
     this.#peers.setHandler({
       onFrame: (_from, bytes) => {
@@ -190,7 +198,11 @@ export class GroupNode {
     const pause = this.#env.random.int(2 * this.#plan.sendEveryMs + 1);
     clock.setTimer(pause, () => {
       if (clock.now() >= this.#plan.stopAt || this.gone) return;
-      this.#member.multicast(encoder.encode(`${this.name}:${++this.#count}`));
+      const strategy = this.#env.random.pick(this.#plan.strategies);
+      this.#member.multicast(
+        encoder.encode(`${this.name}:${++this.#count}`),
+        strategy,
+      );
       this.#next();
     });
   }

@@ -23,7 +23,7 @@ import {
 } from "../../../sim/mod.ts";
 import { OracleReplica } from "../../../oracle/replica.ts";
 import { GroupNode, type GroupNodePlan, nodeOf } from "./_group_node.ts";
-import { GroupRecorder } from "./_group_history.ts";
+import { GroupRecorder, type Strategy } from "./_group_history.ts";
 import { checkGroupHistory, checkLiveness } from "./_group_checks.ts";
 import { randomSplit } from "./_split.ts";
 import { superviseReplicas } from "./_supervise.ts";
@@ -99,6 +99,7 @@ async function run(sim: Simulation, random: Prng): Promise<string | undefined> {
     sessionTtlMs: plan.sessionTtlMs,
     sendEveryMs: plan.sendEveryMs,
     stopAt: plan.faultWindowMs,
+    strategies: ["fbcast", "cbcast"],
   };
   const nodes = new Map<PeerId, GroupNode>();
   /**
@@ -127,13 +128,13 @@ async function run(sim: Simulation, random: Prng): Promise<string | undefined> {
   for (const id of plan.members) {
     sim.addNode(id, (env) => {
       const node = new GroupNode(env, nodePlan, {
-        sent: (member, id, viewId) =>
-          recorder.sent({ id, sender: member, strategy: "fbcast", viewId }),
+        sent: (member, id, viewId, strategy) =>
+          recorder.sent({ id, sender: member, strategy, viewId }),
         delivered: (member, id, message) =>
           recorder.delivered(member, {
             id,
             sender: message.sender,
-            strategy: "fbcast",
+            strategy: message.strategy as Strategy,
             viewId: message.viewId,
           }),
         view: (member, view) => recorder.view(member, view),
