@@ -9,8 +9,7 @@
  * Only cbcasts count: messages of other strategies neither wait for
  * cbcasts nor are waited for. At the end of a view, every survivor holds
  * the same messages; those still waiting then wait for a message nobody
- * received (its sender crashed), and are dropped everywhere alike when the
- * next view is installed.
+ * received (its sender crashed), and are dropped everywhere alike.
  *
  * @module
  */
@@ -82,9 +81,7 @@ class Cbcast implements OrderingStrategy {
   }
 
   drain(): OrderedMessage[] {
-    // Whatever still waits depends on a message no survivor received so
-    // far. It stays: a flush restarted for a newer proposal may still
-    // bring it (a message one survivor held back); the next view drops it.
+    // Whatever still waits depends on a message no survivor received.
     return [];
   }
 
@@ -130,7 +127,7 @@ class Cbcast implements OrderingStrategy {
  * import assert from "node:assert/strict";
  *
  * const view = { viewId: 1, members: ["a", "b", "c"] };
- * const [a, b, c] = ["a", "b", "c"].map((m) => cbcast.create(view, m));
+ * const [a, b, c] = ["a", "b", "c"].map((m) => cbcast.create(view, m, () => {}));
  * const payload = new Uint8Array(0);
  * const question = { sender: "a", seq: 1, header: a.stamp(), payload };
  * b.arrive(question);

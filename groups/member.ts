@@ -42,6 +42,7 @@ import type {
 } from "./ordering.ts";
 import { fbcast } from "./fbcast.ts";
 import { cbcast } from "./cbcast.ts";
+import { abcast } from "./abcast.ts";
 import {
   decodeFlush,
   encodeDone,
@@ -50,6 +51,15 @@ import {
   FLUSH_MAGIC,
 } from "./_flush_frame.ts";
 import { echoDuties, flushTarget, type ReceiveVector } from "./_flush_plan.ts";
+
+/** A multicast waiting to go out: a control message carries its header already. */
+interface Outgoing {
+  readonly payload: Uint8Array;
+  readonly factory: StrategyFactory;
+  readonly header?: Uint8Array | undefined;
+}
+
+const EMPTY = new Uint8Array(0);
 
 /** Proposals whose early vectors are kept (see `#early`). */
 const MAX_EARLY_PROPOSALS = 4;
@@ -102,7 +112,7 @@ export interface GroupMemberOptions {
     seq: number,
     strategy: string,
   ): void;
-  /** The ordering strategies multicasts may name. Default `fbcast` and `cbcast`. */
+  /** The ordering strategies multicasts may name. Default `fbcast`, `cbcast` and `abcast`. */
   strategies?: readonly StrategyFactory[] | undefined;
   /** Most application sends queued while there is no view, a flush runs or the window is full. Default 10,000. */
   maxQueued?: number;
@@ -173,7 +183,9 @@ export class GroupMember {
   #held = new Map<MemberId, { seq: number; payload: Uint8Array }[]>();
   /** Highest seq delivered to the application per sender, in the current view. */
   #deliveredUpTo = new Map<MemberId, number>();
-  readonly #queue: { payload: Uint8Array; factory: StrategyFactory }[] = [];
+  readonly #queue: Outgoing[] = [];
+  /** Control messages the strategies emitted: they go before the application's. */
+  readonly #control: Outgoing[] = [];
   /** The strategies by name and by wire code. */
   readonly #byName = new Map<string, StrategyFactory>();
   readonly #byCode = new Map<number, StrategyFactory>();
@@ -202,7 +214,7 @@ export class GroupMember {
     this.#options = options;
     this.#maxQueued = options.maxQueued ?? 10_000;
     this.#flushResendMs = options.flushResendMs ?? 50;
-    for (const factory of options.strategies ?? [fbcast, cbcast]) {
+    for (const factory of options.strategies ?? [fbcast, cbcast, abcast]) {
       if (
         !Number.isInteger(factory.code) || factory.code < 1 ||
         factory.code > 255 || this.#byCode.has(factory.code) ||
@@ -251,7 +263,10 @@ export class GroupMember {
     }
     if (this.#closed || this.#excluded) return false;
     const item = { payload, factory };
-    if (this.#queue.length === 0 && this.#trySend(item)) return true;
+    if (
+      this.#queue.length === 0 && this.#control.length === 0 &&
+      this.#trySend(item)
+    ) return true;
     if (this.#queue.length >= this.#maxQueued) {
       this.#refused = true;
       return false;
@@ -332,9 +347,7 @@ export class GroupMember {
 
   // ------------------------------------------------------------ sending
 
-  #trySend(
-    item: { payload: Uint8Array; factory: StrategyFactory },
-  ): boolean {
+  #trySend(item: Outgoing): boolean {
     const reliable = this.#reliable;
     if (
       this.#flush !== undefined || reliable === undefined ||
@@ -342,7 +355,7 @@ export class GroupMember {
     ) return false;
     // Stamped only once the window has room: a stamp is never wasted.
     const { payload, factory } = item;
-    const header = this.#ordering.get(factory.code)!.stamp();
+    const header = item.header ?? this.#ordering.get(factory.code)!.stamp();
     const envelope = new Uint8Array(3 + header.length + payload.length);
     envelope[0] = factory.code;
     new DataView(envelope.buffer).setUint16(1, header.length);
@@ -350,11 +363,21 @@ export class GroupMember {
     envelope.set(payload, 3 + header.length);
     const seq = reliable.multicast(envelope)!;
     this.#lastSeq = seq;
-    this.#options.sent?.(payload, this.#view!.viewId, seq, factory.name);
+    if (item.header === undefined) {
+      this.#options.sent?.(payload, this.#view!.viewId, seq, factory.name);
+    }
     return true;
   }
 
   #drainQueue(): void {
+    let control = 0;
+    while (
+      control < this.#control.length && this.#trySend(this.#control[control])
+    ) {
+      control++;
+    }
+    this.#control.splice(0, control);
+    if (this.#control.length > 0) return;
     let sent = 0;
     while (sent < this.#queue.length && this.#trySend(this.#queue[sent])) {
       sent++;
@@ -548,11 +571,6 @@ export class GroupMember {
     if (view.members.some((m) => (received[m] ?? 0) < target[m])) return;
     // Whatever is still held lies beyond the target: nobody delivers it
     // in this flush (a newer one may take it; the new view drops it).
-    // Every survivor now holds the same messages: the strategies deliver
-    // what they still may, alike everywhere.
-    for (const [code, ordering] of this.#ordering) {
-      this.#toApplication(this.#byCode.get(code)!.name, ordering.drain());
-    }
     flush.done = true;
     const done = encodeDone({ proposal: flush.proposal, oldView: view.viewId });
     for (const member of flush.survivors) {
@@ -600,6 +618,14 @@ export class GroupMember {
   // ---------------------------------------------------------- new view
 
   #install(view: GroupView): void {
+    if (this.#view !== undefined && this.#flush?.done === true) {
+      // The old view ends: every survivor received the same messages of
+      // it, so the strategies deliver what they still hold alike.
+      for (const [code, ordering] of this.#ordering) {
+        this.#toApplication(this.#byCode.get(code)!.name, ordering.drain());
+      }
+    }
+    this.#control.length = 0;
     this.#reliable?.close();
     this.#flush = undefined;
     this.#held.clear();
@@ -611,7 +637,10 @@ export class GroupMember {
     this.#ordering = new Map(
       [...this.#byCode].map(([code, factory]) => [
         code,
-        factory.create(view, this.#options.me),
+        factory.create(view, this.#options.me, (header) => {
+          this.#control.push({ factory, header, payload: EMPTY });
+          this.#drainQueue();
+        }),
       ]),
     );
     for (const proposal of this.#early.keys()) {

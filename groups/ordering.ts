@@ -40,12 +40,11 @@ export interface OrderingStrategy {
    */
   arrive(message: OrderedMessage): OrderedMessage[];
   /**
-   * A flush completed: every message up to the flush target has arrived,
-   * and every survivor holds the same ones. Returns, in delivery order,
-   * the held messages to deliver before the view ends; the result must
-   * depend on the messages held only. A flush restarted for a newer
-   * proposal may bring more messages and call it again. What is still
-   * held when the next view is installed is dropped.
+   * The view ends: the Oracle installs the next one, so every survivor
+   * received exactly the same messages of this view (up to the last flush
+   * target). Returns, in delivery order, the held messages to deliver
+   * before the next view; the result must depend on the messages held
+   * only, so that every survivor delivers the same. The rest are dropped.
    */
   drain(): OrderedMessage[];
   /** Messages held, waiting for others. */
@@ -58,6 +57,15 @@ export interface StrategyFactory {
   readonly name: string;
   /** Its byte on the wire (1-255, unique among the strategies in use). */
   readonly code: number;
-  /** A new instance for `me` in `view`. */
-  create(view: GroupView, me: MemberId): OrderingStrategy;
+  /**
+   * A new instance for `me` in `view`. `emit` multicasts a control
+   * message of this strategy (a header, no payload) to the view, through
+   * the same reliable, flushed path as every message (for example a
+   * sequencer's ordering decisions); it arrives back here too.
+   */
+  create(
+    view: GroupView,
+    me: MemberId,
+    emit: (header: Uint8Array) => void,
+  ): OrderingStrategy;
 }

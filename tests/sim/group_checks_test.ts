@@ -402,6 +402,27 @@ Deno.test("total order catches two members delivering abcasts in opposite orders
     }
   });
   await t.step(
+    "agreed order: a member that crashed in the view may have delivered in another order; a survivor may not",
+    () => {
+      const s = new Script().view(1, ["a", "b", "c"]);
+      const [x, y] = [s.send("b", 1, "abcast", 1), s.send("c", 1, "abcast", 1)];
+      // a (the sequencer) delivered x, y and crashed; its order of x
+      // reached nobody, and the survivors settled on y, x.
+      s.deliver(["a"], x, y).deliver(["b", "c"], y, x);
+      s.recorder.crashed("a");
+      s.view(2, ["b", "c"]);
+      assert.equal(checkTotalOrder(s.history), undefined);
+      const t2 = new Script().view(1, ["a", "b", "c"]);
+      const [x2, y2] = [
+        t2.send("b", 1, "abcast", 1),
+        t2.send("c", 1, "abcast", 1),
+      ];
+      t2.deliver(["a"], x2, y2).deliver(["b", "c"], y2, x2);
+      t2.view(2, ["a", "b", "c"]);
+      assert.match(checkTotalOrder(t2.history)!, /^total order: in view 1/);
+    },
+  );
+  await t.step(
     "prefixes of one order pass, other strategies interleave freely",
     () => {
       const s = new Script().view(1, ["a", "b", "c"]);

@@ -644,15 +644,28 @@ interface Edge {
  * Total order: per view, the orders in which members delivered abcasts fit
  * one total order (no cycle among "delivered before" of consecutive
  * abcasts, which also covers two members delivering two messages in
- * opposite orders).
+ * opposite orders). Agreed order, as in Spread: among the members that
+ * did not crash or leave in the view; one that did may have delivered
+ * abcasts whose order no survivor learned (the sequencer's last ones).
  */
 function totalOrder(
-  _: GroupHistory,
+  history: GroupHistory,
   replay: HistoryReplay,
 ): string | undefined {
+  const endedIn = new Map<string, number>();
+  for (const [member, events] of history.members) {
+    let view = 0;
+    for (const event of events) {
+      if (event.type === "view") view = event.viewId;
+      if (event.type === "crash" || event.type === "leave") {
+        endedIn.set(member, view);
+      }
+    }
+  }
   const byView = new Map<number, { member: string; ids: string[] }[]>();
   for (const [member, state] of replay.members) {
     for (const [v, delivered] of state.deliveries) {
+      if (endedIn.get(member) === v) continue;
       const ids = delivered.filter((id) =>
         replay.messages.get(id)?.record.strategy === "abcast"
       );
@@ -1013,7 +1026,8 @@ export function checkCausal(history: GroupHistory): string | undefined {
 /**
  * Total order: in each view, the abcasts the members deliver fit one total
  * order (for any two members, any two abcasts both deliver are in the same
- * relative order, and no cycle spans three or more members).
+ * relative order, and no cycle spans three or more members), among the
+ * members that did not crash or leave in that view (agreed order).
  */
 export function checkTotalOrder(history: GroupHistory): string | undefined {
   return check("total-order", history, HistoryReplay.of(history));

@@ -99,7 +99,7 @@ async function run(sim: Simulation, random: Prng): Promise<string | undefined> {
     sessionTtlMs: plan.sessionTtlMs,
     sendEveryMs: plan.sendEveryMs,
     stopAt: plan.faultWindowMs,
-    strategies: ["fbcast", "cbcast"],
+    strategies: ["fbcast", "cbcast", "abcast"],
   };
   const nodes = new Map<PeerId, GroupNode>();
   /**
