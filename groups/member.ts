@@ -44,6 +44,13 @@ import { fbcast } from "./fbcast.ts";
 import { cbcast } from "./cbcast.ts";
 import { abcast } from "./abcast.ts";
 import {
+  ackFrame,
+  decodeState,
+  STATE_MAGIC,
+  StateReceiver,
+  StateSender,
+} from "./_state_transfer.ts";
+import {
   decodeFlush,
   encodeDone,
   encodeEcho,
@@ -114,6 +121,32 @@ export interface GroupMemberOptions {
   ): void;
   /** The ordering strategies multicasts may name. Default `fbcast`, `cbcast` and `abcast`. */
   strategies?: readonly StrategyFactory[] | undefined;
+  /**
+   * The application's state, for state transfer. When a view adds
+   * members, its first member that is not new takes a checkpoint at the
+   * instant the view is installed (after every message of the previous
+   * view, before any of the new one) and streams it to the new members;
+   * a new member restores it before it delivers any message of its first
+   * view. Without it, new members start from nothing.
+   */
+  state?:
+    | {
+      /** The state now, as bytes. */
+      checkpoint(): Uint8Array;
+      /** Replaces the state with a checkpoint. */
+      restore(state: Uint8Array): void;
+    }
+    | undefined;
+  /**
+   * A new member's state transfer was cut short: another view came
+   * first. The member stopped (it delivers nothing more, and does not
+   * flush): it should have itself removed at once (a leave would wait for
+   * the change in flight, which waits for its flush) and join again under
+   * a new name.
+   */
+  stateLost?(): void;
+  /** Bytes per state-transfer chunk. Default 60,000. */
+  stateChunkBytes?: number | undefined;
   /** Most application sends queued while there is no view, a flush runs or the window is full. Default 10,000. */
   maxQueued?: number;
   /**
@@ -169,6 +202,8 @@ export interface GroupMemberStatus {
   badFrames: number;
   /** Whether the Oracle installed a view without this member. */
   excluded: boolean;
+  /** Whether this new member waits for its state (and holds deliveries meanwhile). */
+  awaitingState: boolean;
 }
 
 /** One member of one process group (see the module documentation). */
@@ -202,6 +237,12 @@ export class GroupMember {
   #lastSeq = 0;
   /** Members already reported in this view. */
   #reported = new Set<MemberId>();
+  /** A checkpoint being streamed to new members. */
+  #sender: StateSender | undefined;
+  /** This new member's incoming checkpoint, and who sends it. */
+  #receiver: { state: StateReceiver; provider: MemberId } | undefined;
+  /** Deliveries held until the state is restored. */
+  #pendingApp: GroupMessage[] = [];
   /**
    * Vectors that arrived for a proposal this member has not seen yet (the
    * Oracle's event reaches members at different times), by proposal.
@@ -300,6 +341,10 @@ export class GroupMember {
     const view: GroupView = { viewId: event.viewId, members };
     if (!members.includes(this.#options.me)) {
       if (this.#view !== undefined) {
+        this.#sender?.close();
+        this.#sender = undefined;
+        this.#receiver = undefined;
+        this.#pendingApp = [];
         this.#excluded = true;
         this.#flush = undefined;
         this.#reliable?.close();
@@ -308,12 +353,23 @@ export class GroupMember {
       }
       return;
     }
-    this.#install(view);
+    if (this.#receiver !== undefined) {
+      // A new member whose state did not arrive before the next view
+      // cannot be trusted with it: it stops, and should rejoin.
+      this.close();
+      this.#options.stateLost?.();
+      return;
+    }
+    this.#install(view, event.joined);
   }
 
   /** Feeds a frame that arrived from `from`. */
   receive(from: MemberId, frame: Uint8Array): void {
     if (this.#closed) return;
+    if (frame.length > 0 && frame[0] === STATE_MAGIC) {
+      this.#onStateFrame(from, frame);
+      return;
+    }
     if (frame.length > 0 && frame[0] === FLUSH_MAGIC) {
       this.#onFlushFrame(from, frame);
       return;
@@ -334,6 +390,7 @@ export class GroupMember {
       delivered: this.#delivered,
       badFrames: this.#badFrames,
       excluded: this.#excluded,
+      awaitingState: this.#receiver !== undefined,
     };
   }
 
@@ -341,6 +398,8 @@ export class GroupMember {
   close(): void {
     this.#closed = true;
     this.#flush = undefined;
+    this.#sender?.close();
+    this.#sender = undefined;
     this.#reliable?.close();
     this.#reliable = undefined;
   }
@@ -428,8 +487,77 @@ export class GroupMember {
   #toApplication(strategy: string, messages: readonly OrderedMessage[]): void {
     const viewId = this.#view!.viewId;
     for (const { sender, seq, payload } of messages) {
+      const message = { sender, seq, viewId, strategy, payload };
+      if (this.#receiver !== undefined) {
+        // A new member delivers nothing before its state is restored.
+        this.#pendingApp.push(message);
+        continue;
+      }
       this.#delivered++;
-      this.#options.deliver({ sender, seq, viewId, strategy, payload });
+      this.#options.deliver(message);
+    }
+  }
+
+  // ----------------------------------------------------- state transfer
+
+  #onStateFrame(from: MemberId, bytes: Uint8Array): void {
+    if (this.#excluded) return;
+    const frame = decodeState(bytes);
+    if ("error" in frame) {
+      this.#badFrames++;
+      return;
+    }
+    if (frame.kind === "ack") {
+      this.#sender?.onAck(from, frame.next);
+      return;
+    }
+    const incoming = this.#receiver;
+    if (
+      incoming === undefined || incoming.provider !== from ||
+      frame.transfer !== incoming.state.transfer
+    ) {
+      return;
+    }
+    const state = incoming.state.onChunk(frame.count, frame.index, frame.bytes);
+    this.#options.send(from, ackFrame(frame.transfer, incoming.state.next));
+    if (state === undefined) return;
+    this.#receiver = undefined;
+    this.#options.state!.restore(state);
+    const pending = this.#pendingApp;
+    this.#pendingApp = [];
+    for (const message of pending) {
+      this.#delivered++;
+      this.#options.deliver(message);
+    }
+  }
+
+  /**
+   * At the install of `view` (which added `joined`): the first member that
+   * is not new checkpoints and streams to the new ones; a new member
+   * waits for it. A transfer still running when the next view comes is
+   * cut short: the new member stops ({@linkcode GroupMemberOptions.stateLost}).
+   */
+  #transferState(view: GroupView, joined: readonly MemberId[]): void {
+    const state = this.#options.state;
+    const me = this.#options.me;
+    this.#sender?.keepOnly(view.members);
+    if (state === undefined || joined.length === 0) return;
+    const provider = view.members.find((m) => !joined.includes(m));
+    if (provider === undefined) return;
+    if (joined.includes(me)) {
+      this.#receiver = { state: new StateReceiver(view.viewId), provider };
+    } else if (provider === me) {
+      this.#sender?.close();
+      this.#sender = new StateSender({
+        transfer: view.viewId,
+        state: state.checkpoint(),
+        joiners: joined.filter((m) => view.members.includes(m)),
+        clock: this.#options.clock,
+        send: (to, frame) => this.#options.send(to, frame),
+        chunkBytes: this.#options.stateChunkBytes ?? 60_000,
+        window: 16,
+        resendMs: 100,
+      });
     }
   }
 
@@ -617,7 +745,7 @@ export class GroupMember {
 
   // ---------------------------------------------------------- new view
 
-  #install(view: GroupView): void {
+  #install(view: GroupView, joined: readonly MemberId[]): void {
     if (this.#view !== undefined && this.#flush?.done === true) {
       // The old view ends: every survivor received the same messages of
       // it, so the strategies deliver what they still hold alike.
@@ -626,6 +754,7 @@ export class GroupMember {
       }
     }
     this.#control.length = 0;
+    this.#transferState(view, joined);
     this.#reliable?.close();
     this.#flush = undefined;
     this.#held.clear();

@@ -47,6 +47,10 @@ export interface GroupNodeHooks {
   excluded(member: string): void;
   /** The member's Oracle session ended: the Oracle forces it out; it stops. */
   lost(member: string): void;
+  /** The member's state at the view just installed (a new member: once restored). */
+  state(member: string, viewId: number, hash: string): void;
+  /** A new member's state transfer was cut short by the next view: it stopped, and leaves. */
+  stateLost(member: string): void;
   /** Something the run cannot go on from. */
   fatal(member: string, text: string): void;
 }
@@ -71,6 +75,12 @@ export class GroupNode {
   readonly #peers: Transport;
   #count = 0;
   #leaving = false;
+  /**
+   * The application's state: how many messages it delivered, and two
+   * 32-bit lanes of the XOR of their ids' hashes (the same whatever order
+   * concurrent messages came in).
+   */
+  readonly #state = new Uint32Array(3);
   /** The join was refused. */
   #refused = false;
   /** The session ended: the member stopped. */
@@ -103,9 +113,37 @@ export class GroupNode {
         bytes.set(frame, 1 + prefix.length);
         return this.#peers.send(nodeOf(to), bytes);
       },
-      deliver: (message) =>
-        hooks.delivered(this.name, decoder.decode(message.payload), message),
-      viewInstalled: (view) => hooks.view(this.name, view),
+      deliver: (message) => {
+        const id = decoder.decode(message.payload);
+        this.#apply(id);
+        hooks.delivered(this.name, id, message);
+      },
+      viewInstalled: (view) => {
+        hooks.view(this.name, view);
+        if (!this.#member.status().awaitingState) {
+          hooks.state(this.name, view.viewId, this.#stateHash());
+        }
+      },
+      state: {
+        checkpoint: () => new Uint8Array(this.#state.slice().buffer),
+        restore: (bytes) => {
+          this.#state.set(new Uint32Array(bytes.slice().buffer));
+          hooks.state(this.name, this.#member.view!.viewId, this.#stateHash());
+        },
+      },
+      stateLost: () => {
+        // The member stopped: it must not hold up a flush, so it forces
+        // itself out (a leave would wait for the proposal in flight).
+        hooks.stateLost(this.name);
+        this.#leaving = true;
+        this.#quietly(
+          this.#client.remove(
+            plan.group,
+            this.name,
+            "state transfer cut short",
+          ),
+        );
+      },
       excluded: () => hooks.excluded(this.name),
       flushed: (viewId) =>
         this.#quietly(this.#client.flushed(plan.group, viewId, this.name)),
@@ -183,6 +221,23 @@ export class GroupNode {
   leave(): void {
     this.#leaving = true;
     this.#quietly(this.#client.leave(this.#plan.group, this.name));
+  }
+
+  /** Folds a delivered message into the state. */
+  #apply(id: string): void {
+    let h1 = 0x811c9dc5;
+    let h2 = 0x01000193;
+    for (let i = 0; i < id.length; i++) {
+      h1 = Math.imul(h1 ^ id.charCodeAt(i), 16777619);
+      h2 = Math.imul(h2 ^ id.charCodeAt(i), 2246822507);
+    }
+    this.#state[0]++;
+    this.#state[1] ^= h1;
+    this.#state[2] ^= h2;
+  }
+
+  #stateHash(): string {
+    return [...this.#state].map((x) => x.toString(16)).join(".");
   }
 
   /** The session ended (the Oracle forces the member out): stop. */

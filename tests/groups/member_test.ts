@@ -1,0 +1,89 @@
+import assert from "node:assert/strict";
+import { GroupMember } from "../../groups/member.ts";
+import { ackFrame } from "../../groups/_state_transfer.ts";
+import type { ViewEvent } from "../../oracle/commands.ts";
+import { Simulation } from "../../sim/mod.ts";
+
+const m = (...names: string[]) =>
+  names.map((member) => ({ member, session: member }));
+
+function view(
+  viewId: number,
+  members: string[],
+  joined: string[],
+  left: string[] = [],
+): ViewEvent {
+  return {
+    type: "view",
+    group: "/g",
+    viewId,
+    members: m(...members),
+    joined,
+    left,
+  };
+}
+
+/** A chunk frame of transfer `transfer`: chunk `index` of `count`. */
+function chunk(transfer: number, count: number, index: number): Uint8Array {
+  const frame = new Uint8Array(15);
+  const data = new DataView(frame.buffer);
+  frame[0] = 0xc8;
+  frame[1] = 1;
+  data.setUint32(2, transfer);
+  data.setUint32(6, count);
+  data.setUint32(10, index);
+  frame[14] = 42;
+  return frame;
+}
+
+function member(sim: Simulation, events: string[]) {
+  return new GroupMember({
+    me: "j",
+    clock: sim.clock,
+    send: () => true,
+    deliver: () => events.push("deliver"),
+    viewInstalled: (v) => events.push(`view ${v.viewId}`),
+    flushed: () => {},
+    suspect: () => {},
+    excluded: (v) => events.push(`excluded ${v.viewId}`),
+    state: {
+      checkpoint: () => new Uint8Array([1]),
+      restore: (bytes) => events.push(`restore ${[...bytes]}`),
+    },
+    stateLost: () => events.push("lost"),
+  });
+}
+
+Deno.test("member: a new member waits for its state from the first old member, and restores it", () => {
+  const sim = new Simulation({ seed: 1 });
+  const events: string[] = [];
+  const j = member(sim, events);
+  j.onViewEvent(view(2, ["p", "j"], ["j"]));
+  assert.equal(j.status().awaitingState, true);
+  j.receive("x", chunk(2, 1, 0)); // not the provider: ignored
+  assert.equal(j.status().awaitingState, true);
+  j.receive("p", chunk(2, 1, 0));
+  assert.equal(j.status().awaitingState, false);
+  assert.deepEqual(events, ["view 2", "restore 42"]);
+  // A stray ack is harmless.
+  j.receive("p", ackFrame(2, 1));
+});
+
+Deno.test("member: a new member whose transfer is cut short by the next view stops; one excluded meanwhile restores nothing", () => {
+  const sim = new Simulation({ seed: 1 });
+  const cut: string[] = [];
+  const a = member(sim, cut);
+  a.onViewEvent(view(2, ["p", "j"], ["j"]));
+  a.onViewEvent(view(3, ["p", "j", "k"], ["k"]));
+  assert.deepEqual(cut, ["view 2", "lost"]);
+  a.receive("p", chunk(2, 1, 0));
+  assert.deepEqual(cut, ["view 2", "lost"], "closed: nothing restored");
+
+  const excluded: string[] = [];
+  const b = member(sim, excluded);
+  b.onViewEvent(view(2, ["p", "j"], ["j"]));
+  b.onViewEvent(view(3, ["p"], [], ["j"]));
+  b.receive("p", chunk(2, 1, 0));
+  assert.deepEqual(excluded, ["view 2", "excluded 3"]);
+  assert.equal(b.status().awaitingState, false);
+});
