@@ -21,6 +21,14 @@
  * restarts the flush with its survivors. The installed view then comes
  * from the Oracle; queued sends go out in it.
  *
+ * Between the reliable multicast and the application, each message's
+ * ordering strategy (`fbcast`, `cbcast`, `abcast`, or one registered by
+ * the application) decides when it is delivered; at the end of a view
+ * the strategies deliver what they still hold, alike at every survivor.
+ * When a view adds members, the first old member streams a checkpoint of
+ * the application's state to them, and they deliver nothing of the view
+ * before they restored it.
+ *
  * It does no I/O: frames go out through `send`, time comes from `clock`,
  * and the driver feeds it the Oracle's view events and the frames that
  * arrive.
