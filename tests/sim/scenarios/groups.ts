@@ -1,14 +1,18 @@
 /**
  * Scenario family `groups`: a process group of 2-7 members over an
- * Oracle of three replicas. Members multicast numbered messages (fbcast)
- * while members crash (mid-multicast and mid-flush included), restart and
- * rejoin under new names, leave, and while the network loses,
- * duplicates, reorders and partitions; on a reliable network too.
+ * Oracle of three replicas. Members multicast numbered messages (fbcast,
+ * cbcast or abcast at random) while members crash (mid-multicast and
+ * mid-flush included), restart and rejoin under new names (with state
+ * transfer), leave, and while the network loses, duplicates, reorders and
+ * partitions; on a reliable network too.
  *
  * Checks, on the history every member recorded: view agreement, view
- * synchrony, integrity, FIFO order, and liveness once faults stop (every
- * member still up ends in the same view, and every message multicast by a
- * member that stayed up was delivered by every member of its view).
+ * synchrony, integrity, FIFO, causal and total (agreed) order, state
+ * transfer (every member of a view holds the same digest of what it
+ * delivered), and liveness once faults stop (every member still up ends
+ * in the same view, and every message multicast by a member that stayed
+ * up was delivered by every member of its view); and no member that no
+ * fault touched is ever forced out.
  *
  * @module
  */
