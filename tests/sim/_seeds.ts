@@ -34,3 +34,61 @@ export async function assertSeedsPassWithFaults(
     );
   }
 }
+
+/** The network and node faults every Oracle-based family injects. */
+export const ORACLE_FAMILY_FAULTS: readonly string[] = [
+  "droppedByLoss",
+  "droppedByPartition",
+  "duplicated",
+  "reordered",
+  "crashes",
+  "restarts",
+  "partitions",
+  "heals",
+];
+
+/** What {@linkcode testScenarioFamily} runs. */
+export interface FamilyTestOptions {
+  /** Seeds that once failed (for reasons fixed since), run first. */
+  readonly regressionSeeds: readonly number[];
+  /** A further range of seeds: its first and how many. */
+  readonly range: readonly [from: number, count: number];
+  /** Fault counters each of which must be above 0 over all those runs. */
+  readonly faults: readonly string[];
+  /** Two different seeds: the first replays to the same hash, the second differs. */
+  readonly replay: readonly [number, number];
+  /** Every scenario the sim command registers. */
+  readonly registered: readonly Scenario[];
+}
+
+/**
+ * Registers the three tests every scenario family has: its seeds pass and
+ * inject every kind of fault, a seed replays exactly, and the sim command
+ * knows the family.
+ */
+export function testScenarioFamily(
+  scenario: Scenario,
+  options: FamilyTestOptions,
+): void {
+  const name = scenario.name;
+  Deno.test(`${name} scenario: regression seeds and a range pass, and every kind of fault is injected`, async () => {
+    const [from, count] = options.range;
+    await assertSeedsPassWithFaults(scenario, [
+      ...options.regressionSeeds,
+      ...Array.from({ length: count }, (_, i) => from + i),
+    ], options.faults);
+  });
+  Deno.test(`${name} scenario: a seed replays to the same hash; seeds differ`, async () => {
+    const [seed, other] = options.replay;
+    const a = await scenario.run(seed);
+    const b = await scenario.run(seed);
+    assert.ok(a.ok, a.failure);
+    assert.equal(a.traceHash, b.traceHash);
+    assert.deepEqual(a.faults, b.faults);
+    const c = await scenario.run(other);
+    assert.notEqual(c.traceHash, a.traceHash);
+  });
+  Deno.test(`${name} scenario: the sim command registers the family`, () => {
+    assert.ok(options.registered.includes(scenario));
+  });
+}

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { assertSeedsPassWithFaults } from "./_seeds.ts";
+import { ORACLE_FAMILY_FAULTS, testScenarioFamily } from "./_seeds.ts";
 import { scenarios } from "./main.ts";
 import { oracleScenarios } from "./scenarios/oracle.ts";
 import { checkViewStream } from "./scenarios/_oracle_checks.ts";
@@ -17,34 +17,12 @@ const oracle = oracleScenarios.find((s) => s.name === "oracle")!;
  */
 const REGRESSION_SEEDS = [1, 2, 3, 4, 5, 6, 16];
 
-Deno.test("oracle scenario: regression seeds and a range pass, and every kind of fault is injected", async () => {
-  await assertSeedsPassWithFaults(oracle, [
-    ...REGRESSION_SEEDS,
-    ...Array.from({ length: 13 }, (_, i) => 1000 + i),
-  ], [
-    "droppedByLoss",
-    "droppedByPartition",
-    "duplicated",
-    "reordered",
-    "crashes",
-    "restarts",
-    "partitions",
-    "heals",
-  ]);
-});
-
-Deno.test("oracle scenario: a seed replays to the same hash; seeds differ", async () => {
-  const a = await oracle.run(21);
-  const b = await oracle.run(21);
-  assert.ok(a.ok, a.failure);
-  assert.equal(a.traceHash, b.traceHash);
-  assert.deepEqual(a.faults, b.faults);
-  const c = await oracle.run(22);
-  assert.notEqual(c.traceHash, a.traceHash);
-});
-
-Deno.test("oracle scenario: the sim command registers the oracle family", () => {
-  assert.ok(scenarios.includes(oracle));
+testScenarioFamily(oracle, {
+  regressionSeeds: REGRESSION_SEEDS,
+  range: [1000, 13],
+  faults: ORACLE_FAMILY_FAULTS,
+  replay: [21, 22],
+  registered: scenarios,
 });
 
 function event(seq: number, data: ViewEvent): ChannelEvent {
