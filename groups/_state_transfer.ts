@@ -126,6 +126,11 @@ export class StateSender {
     this.#arm();
   }
 
+  /** The transfer's id: the view the checkpoint was taken at. */
+  get transfer(): number {
+    return this.#o.transfer;
+  }
+
   /** Joiners that have not received everything yet. */
   get pending(): readonly MemberId[] {
     return [...this.#joiners.keys()];

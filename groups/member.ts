@@ -27,7 +27,8 @@
  * the strategies deliver what they still hold, alike at every survivor.
  * When a view adds members, the first old member streams a checkpoint of
  * the application's state to them, and they deliver nothing of the view
- * before they restored it.
+ * (nor of later views, which reach them in order after) before they
+ * restored it.
  *
  * It does no I/O: frames go out through `send`, time comes from `clock`,
  * and the driver feeds it the Oracle's view events and the frames that
@@ -146,11 +147,11 @@ export interface GroupMemberOptions {
     }
     | undefined;
   /**
-   * A new member's state transfer was cut short: another view came
-   * first. The member stopped (it delivers nothing more, and does not
-   * flush): it should have itself removed at once (a leave would wait for
-   * the change in flight, which waits for its flush) and join again under
-   * a new name.
+   * A new member's state transfer was cut short: the member streaming it
+   * left the group first. The member stopped (it delivers nothing more,
+   * and does not flush): it should have itself removed at once (a leave
+   * would wait for the change in flight, which waits for its flush) and
+   * join again under a new name.
    */
   stateLost?(): void;
   /** Bytes per state-transfer chunk. Default 60,000. */
@@ -246,11 +247,14 @@ export class GroupMember {
   /** Members already reported in this view. */
   #reported = new Set<MemberId>();
   /** A checkpoint being streamed to new members. */
-  #sender: StateSender | undefined;
+  #senders: StateSender[] = [];
   /** This new member's incoming checkpoint, and who sends it. */
   #receiver: { state: StateReceiver; provider: MemberId } | undefined;
   /** Deliveries held until the state is restored. */
-  #pendingApp: GroupMessage[] = [];
+  #pendingApp: (
+    | { message: GroupMessage }
+    | { view: GroupView; joined: readonly MemberId[] }
+  )[] = [];
   /**
    * Vectors that arrived for a proposal this member has not seen yet (the
    * Oracle's event reaches members at different times), by proposal.
@@ -349,8 +353,8 @@ export class GroupMember {
     const view: GroupView = { viewId: event.viewId, members };
     if (!members.includes(this.#options.me)) {
       if (this.#view !== undefined) {
-        this.#sender?.close();
-        this.#sender = undefined;
+        for (const sender of this.#senders) sender.close();
+        this.#senders = [];
         this.#receiver = undefined;
         this.#pendingApp = [];
         this.#excluded = true;
@@ -361,9 +365,10 @@ export class GroupMember {
       }
       return;
     }
-    if (this.#receiver !== undefined) {
-      // A new member whose state did not arrive before the next view
-      // cannot be trusted with it: it stops, and should rejoin.
+    const incoming = this.#receiver;
+    if (incoming !== undefined && !members.includes(incoming.provider)) {
+      // The member streaming this new member's state left before the
+      // state arrived: it cannot be trusted with any; it stops.
       this.close();
       this.#options.stateLost?.();
       return;
@@ -406,8 +411,8 @@ export class GroupMember {
   close(): void {
     this.#closed = true;
     this.#flush = undefined;
-    this.#sender?.close();
-    this.#sender = undefined;
+    for (const sender of this.#senders) sender.close();
+    this.#senders = [];
     this.#reliable?.close();
     this.#reliable = undefined;
   }
@@ -498,7 +503,7 @@ export class GroupMember {
       const message = { sender, seq, viewId, strategy, payload };
       if (this.#receiver !== undefined) {
         // A new member delivers nothing before its state is restored.
-        this.#pendingApp.push(message);
+        this.#pendingApp.push({ message });
         continue;
       }
       this.#delivered++;
@@ -516,7 +521,9 @@ export class GroupMember {
       return;
     }
     if (frame.kind === "ack") {
-      this.#sender?.onAck(from, frame.next);
+      for (const sender of this.#senders) {
+        if (sender.transfer === frame.transfer) sender.onAck(from, frame.next);
+      }
       return;
     }
     const incoming = this.#receiver;
@@ -531,42 +538,67 @@ export class GroupMember {
     if (state === undefined) return;
     this.#receiver = undefined;
     this.#options.state!.restore(state);
+    // What happened since, in order: messages, and views installed meanwhile.
     const pending = this.#pendingApp;
     this.#pendingApp = [];
-    for (const message of pending) {
-      this.#delivered++;
-      this.#options.deliver(message);
+    for (const item of pending) {
+      if ("view" in item) {
+        this.#viewToApplication(item.view, item.joined);
+      } else {
+        this.#delivered++;
+        this.#options.deliver(item.message);
+      }
     }
   }
 
   /**
-   * At the install of `view` (which added `joined`): the first member that
-   * is not new checkpoints and streams to the new ones; a new member
-   * waits for it. A transfer still running when the next view comes is
-   * cut short: the new member stops ({@linkcode GroupMemberOptions.stateLost}).
+   * At the install of `view` (which added `joined`): a new member waits
+   * for its state from the view's first old member, through later views
+   * while that member stays; if it leaves first, the new member stops
+   * ({@linkcode GroupMemberOptions.stateLost}). Transfers to members no
+   * longer in the view stop.
    */
   #transferState(view: GroupView, joined: readonly MemberId[]): void {
+    for (const sender of this.#senders) sender.keepOnly(view.members);
+    this.#senders = this.#senders.filter((s) => s.pending.length > 0);
+    if (
+      this.#options.state === undefined || !joined.includes(this.#options.me)
+    ) {
+      return;
+    }
+    const provider = view.members.find((m) => !joined.includes(m));
+    if (provider !== undefined) {
+      this.#receiver = { state: new StateReceiver(view.viewId), provider };
+    }
+  }
+
+  /**
+   * The application learns of `view`: at its install, or, for a member
+   * still waiting for its own state, once that state is restored and what
+   * came before is delivered. If the view added members and this is its
+   * first old member, the checkpoint is taken now (exactly the state at
+   * the view) and streamed to them.
+   */
+  #viewToApplication(view: GroupView, joined: readonly MemberId[]): void {
+    this.#options.viewInstalled(view);
     const state = this.#options.state;
-    const me = this.#options.me;
-    this.#sender?.keepOnly(view.members);
     if (state === undefined || joined.length === 0) return;
     const provider = view.members.find((m) => !joined.includes(m));
-    if (provider === undefined) return;
-    if (joined.includes(me)) {
-      this.#receiver = { state: new StateReceiver(view.viewId), provider };
-    } else if (provider === me) {
-      this.#sender?.close();
-      this.#sender = new StateSender({
+    if (provider !== this.#options.me) return;
+    const joiners = joined.filter((m) => this.#view?.members.includes(m));
+    if (joiners.length === 0) return;
+    this.#senders.push(
+      new StateSender({
         transfer: view.viewId,
         state: state.checkpoint(),
-        joiners: joined.filter((m) => view.members.includes(m)),
+        joiners,
         clock: this.#options.clock,
         send: (to, frame) => this.#options.send(to, frame),
         chunkBytes: this.#options.stateChunkBytes ?? 60_000,
         window: 16,
         resendMs: 100,
-      });
-    }
+      }),
+    );
   }
 
   // -------------------------------------------------------------- flush
@@ -794,7 +826,16 @@ export class GroupMember {
       onSlow: (member) => this.#report(member, "slow: held up stability"),
       onSuspect: (member) => this.#report(member, "silent: no heartbeat"),
     });
-    this.#options.viewInstalled(view);
+    if (
+      this.#receiver !== undefined &&
+      this.#receiver.state.transfer !== view.viewId
+    ) {
+      // Still waiting for the state of an earlier view: this view reaches
+      // the application after it, in order.
+      this.#pendingApp.push({ view, joined });
+    } else {
+      this.#viewToApplication(view, joined);
+    }
     this.#drainQueue();
   }
 

@@ -69,12 +69,24 @@ Deno.test("member: a new member waits for its state from the first old member, a
   j.receive("p", ackFrame(2, 1));
 });
 
-Deno.test("member: a new member whose transfer is cut short by the next view stops; one excluded meanwhile restores nothing", () => {
+Deno.test("member: a new member waits through later views while its provider stays, and gets those views after its state, in order", () => {
+  const sim = new Simulation({ seed: 1 });
+  const events: string[] = [];
+  const j = member(sim, events);
+  j.onViewEvent(view(2, ["p", "j"], ["j"]));
+  j.onViewEvent(view(3, ["p", "j", "k"], ["k"]));
+  assert.equal(j.status().awaitingState, true);
+  assert.deepEqual(events, ["view 2"]);
+  j.receive("p", chunk(2, 1, 0));
+  assert.deepEqual(events, ["view 2", "restore 42", "view 3"]);
+});
+
+Deno.test("member: a new member whose provider leaves before the state arrived stops; one excluded meanwhile restores nothing", () => {
   const sim = new Simulation({ seed: 1 });
   const cut: string[] = [];
   const a = member(sim, cut);
   a.onViewEvent(view(2, ["p", "j"], ["j"]));
-  a.onViewEvent(view(3, ["p", "j", "k"], ["k"]));
+  a.onViewEvent(view(3, ["j", "k"], ["k"], ["p"]));
   assert.deepEqual(cut, ["view 2", "lost"]);
   a.receive("p", chunk(2, 1, 0));
   assert.deepEqual(cut, ["view 2", "lost"], "closed: nothing restored");

@@ -81,6 +81,8 @@ export class GroupNode {
    * concurrent messages came in).
    */
   readonly #state = new Uint32Array(3);
+  /** The last view the application was told of (a new member's lag behind the member's). */
+  #appView = 0;
   /** The join was refused. */
   #refused = false;
   /** The session ended: the member stopped. */
@@ -119,6 +121,7 @@ export class GroupNode {
         hooks.delivered(this.name, id, message);
       },
       viewInstalled: (view) => {
+        this.#appView = view.viewId;
         hooks.view(this.name, view);
         if (!this.#member.status().awaitingState) {
           hooks.state(this.name, view.viewId, this.#stateHash());
@@ -128,7 +131,7 @@ export class GroupNode {
         checkpoint: () => new Uint8Array(this.#state.slice().buffer),
         restore: (bytes) => {
           this.#state.set(new Uint32Array(bytes.slice().buffer));
-          hooks.state(this.name, this.#member.view!.viewId, this.#stateHash());
+          hooks.state(this.name, this.#appView, this.#stateHash());
         },
       },
       stateLost: () => {
