@@ -1,0 +1,102 @@
+/**
+ * A group member process for the multi-process tests: joins a group over
+ * TCP, multicasts `--count` numbered messages with `--strategy`, one every
+ * `--every` ms once it is in a view, and prints one JSON line per event on
+ * stdout: `view` (id, members, state digest unless waiting for it),
+ * `state` (restored), `deliver` (id, sender, view, strategy) and `out`.
+ * Its state is an order-independent digest of what it delivered (count
+ * and the XOR of the ids' hashes), so members can compare it at a view.
+ * Runs until killed.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { GroupDriver } from "../../groups/driver.ts";
+
+const { values } = parseArgs({
+  args: Deno.args,
+  options: {
+    label: { type: "string" },
+    listen: { type: "string" },
+    oracle: { type: "string" },
+    group: { type: "string", default: "/test/g" },
+    strategy: { type: "string", default: "fbcast" },
+    count: { type: "string", default: "0" },
+    every: { type: "string", default: "5" },
+    transport: { type: "string", default: "tcp" },
+  },
+});
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+const state = new Uint32Array(3);
+const print = (event: Record<string, unknown>) =>
+  console.log(JSON.stringify(event));
+const digest = () => [...state].map((x) => x.toString(16)).join(".");
+
+function apply(id: string): void {
+  let h1 = 0x811c9dc5;
+  let h2 = 0x01000193;
+  for (let i = 0; i < id.length; i++) {
+    h1 = Math.imul(h1 ^ id.charCodeAt(i), 16777619);
+    h2 = Math.imul(h2 ^ id.charCodeAt(i), 2246822507);
+  }
+  state[0]++;
+  state[1] ^= h1;
+  state[2] ^= h2;
+}
+
+let driver: GroupDriver | undefined;
+/** The last view this process was told of (a new member's lags behind). */
+let appView = 0;
+driver = await GroupDriver.join({
+  group: values.group!,
+  label: values.label!,
+  listen: values.listen!,
+  oracle: JSON.parse(values.oracle!),
+  sessionTtlMs: 3000,
+  transport: values.transport === "udp" ? "udp" : "tcp",
+  deliver: (message) => {
+    const id = decoder.decode(message.payload);
+    apply(id);
+    print({
+      event: "deliver",
+      id,
+      sender: message.sender,
+      viewId: message.viewId,
+      strategy: message.strategy,
+    });
+  },
+  viewInstalled: (view, waiting) => {
+    appView = view.viewId;
+    print({
+      event: "view",
+      viewId: view.viewId,
+      members: view.members,
+      state: waiting ? null : digest(),
+    });
+  },
+  state: {
+    checkpoint: () => new Uint8Array(state.slice().buffer),
+    restore: (bytes) => {
+      state.set(new Uint32Array(bytes.slice().buffer));
+      print({ event: "state", viewId: appView, state: digest() });
+    },
+  },
+  out: (why) => print({ event: "out", why }),
+});
+print({ event: "joined", name: driver.name });
+
+const count = Number(values.count);
+const every = Number(values.every);
+let sent = 0;
+const timer = setInterval(() => {
+  if (sent >= count) {
+    clearInterval(timer);
+    return;
+  }
+  if (driver?.view === undefined) return;
+  const id = `${values.label}:${sent + 1}`;
+  if (driver.multicast(encoder.encode(id), values.strategy)) sent++;
+}, every);

@@ -1,0 +1,220 @@
+import assert from "node:assert/strict";
+import { startOracleGroup } from "../../oracle/server.ts";
+import { delay, freePorts, withTimeout } from "../oracle/_oracle_processes.ts";
+
+const SCRIPT = new URL("./_member_process.ts", import.meta.url).pathname;
+const ROOT = new URL("../../", import.meta.url).pathname;
+
+interface Line {
+  readonly event: string;
+  readonly [key: string]: unknown;
+}
+
+/** One member process and everything it printed. */
+class MemberProcess {
+  readonly lines: Line[] = [];
+  readonly child: Deno.ChildProcess;
+  readonly done: Promise<unknown>;
+
+  constructor(args: string[]) {
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "--quiet", "--allow-net", "--allow-env", SCRIPT, ...args],
+      cwd: ROOT,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "inherit",
+      env: { NO_COLOR: "1" },
+    }).spawn();
+    this.child = child;
+    this.done = (async () => {
+      let rest = "";
+      for await (
+        const text of child.stdout.pipeThrough(new TextDecoderStream())
+      ) {
+        rest += text;
+        const parts = rest.split("\n");
+        rest = parts.pop()!;
+        for (const part of parts) this.lines.push(JSON.parse(part));
+      }
+      return await child.status;
+    })();
+  }
+
+  events(event: string): Line[] {
+    return this.lines.filter((l) => l.event === event);
+  }
+
+  /** Delivered ids per view, in order. */
+  deliveries(): Map<number, string[]> {
+    const byView = new Map<number, string[]>();
+    for (const l of this.events("deliver")) {
+      const v = l.viewId as number;
+      byView.set(v, [...byView.get(v) ?? [], l.id as string]);
+    }
+    return byView;
+  }
+
+  async kill(signal: Deno.Signal = "SIGKILL"): Promise<void> {
+    try {
+      this.child.kill(signal);
+    } catch {
+      // Already exited.
+    }
+    await this.done;
+  }
+}
+
+async function until(
+  condition: () => boolean,
+  ms: number,
+  what: () => string,
+): Promise<void> {
+  const deadline = performance.now() + ms;
+  for (let i = 0; i < 100_000 && !condition(); i++) {
+    if (performance.now() > deadline) {
+      throw new Error(`Timed out after ${ms} ms waiting for ${what()}`);
+    }
+    await delay(20);
+  }
+}
+
+const lastView = (p: MemberProcess) =>
+  p.events("view").at(-1) as { viewId: number; members: string[] } | undefined;
+
+/**
+ * Three member processes multicast with `strategy`; `victim` picks which
+ * one is SIGKILLed mid-stream (by its member name, from the view of
+ * three). The survivors must agree on every view's messages (and order),
+ * the victim must have delivered what they did in every earlier view,
+ * and a new member must restore the state the survivors have at its view.
+ */
+async function killMidStream(
+  strategy: string,
+  victim: (members: readonly string[]) => string,
+  transport: "tcp" | "udp" = "tcp",
+): Promise<string> {
+  const oracle = await startOracleGroup({ size: 3 });
+  const members: MemberProcess[] = [];
+  try {
+    const ports = freePorts(4);
+    const start = (label: string, port: number, count: number) => {
+      const p = new MemberProcess([
+        "--label",
+        label,
+        "--listen",
+        `127.0.0.1:${port}`,
+        "--oracle",
+        JSON.stringify(oracle.replicas),
+        "--strategy",
+        strategy,
+        "--count",
+        String(count),
+        "--every",
+        "4",
+        "--transport",
+        transport,
+      ]);
+      members.push(p);
+      return p;
+    };
+    const three = [
+      start("a", ports[0], 2000),
+      start("b", ports[1], 2000),
+      start("c", ports[2], 2000),
+    ];
+    await until(
+      () => three.every((p) => lastView(p)?.members.length === 3),
+      30_000,
+      () => `a view of three: ${three.map((p) => JSON.stringify(lastView(p)))}`,
+    );
+    const name = (p: MemberProcess) => p.events("joined")[0]?.name as string;
+    const killed = victim(lastView(three[0])!.members);
+    const dead = three.find((p) => name(p) === killed)!;
+    const [x, y] = three.filter((p) => p !== dead);
+    await until(
+      () => dead.events("deliver").length >= 150,
+      30_000,
+      () => `${killed} to deliver 150 messages`,
+    );
+    await dead.kill("SIGKILL");
+    const killedIn = lastView(x)!.viewId;
+    await until(
+      () =>
+        [x, y].every((p) => {
+          const v = lastView(p)!;
+          return v.viewId > killedIn && !v.members.includes(killed);
+        }),
+      30_000,
+      () =>
+        `a view without ${killed}: ${
+          [x, y].map((p) => JSON.stringify(lastView(p)))
+        }`,
+    );
+    const [dx, dy] = [x.deliveries(), y.deliveries()];
+    const installed = (p: MemberProcess) =>
+      new Set(p.events("view").map((l) => l.viewId as number));
+    const both = [...installed(x)].filter((v) => installed(y).has(v));
+    const finished = lastView(x)!.viewId;
+    let compared = 0;
+    for (const viewId of both) {
+      if (viewId >= finished) continue;
+      const ids = dx.get(viewId) ?? [];
+      const other = dy.get(viewId) ?? [];
+      if (strategy === "abcast") {
+        assert.deepEqual(other, ids, `view ${viewId}: one order`);
+      } else {
+        assert.deepEqual([...other].sort(), [...ids].sort(), `view ${viewId}`);
+      }
+      assert.equal(new Set(ids).size, ids.length, `duplicates in ${viewId}`);
+      compared += ids.length;
+    }
+    assert.ok(compared >= 300, `only ${compared} deliveries compared`);
+    // Before its last view, the victim delivered what the survivors did.
+    for (const [viewId, ids] of dead.deliveries()) {
+      if (viewId === killedIn || !installed(x).has(viewId)) continue;
+      assert.deepEqual(
+        [...ids].sort(),
+        [...dx.get(viewId) ?? []].sort(),
+        `${killed} in view ${viewId}`,
+      );
+    }
+
+    // A new member joins and restores the state the others have at its view.
+    const d = start("d", ports[3], 0);
+    await until(
+      () => d.events("state").length > 0,
+      30_000,
+      () => `d to restore its state: ${JSON.stringify(d.lines.slice(-3))}`,
+    );
+    const restored = d.events("state")[0];
+    const at = restored.viewId as number;
+    for (const p of [x, y]) {
+      const view = p.events("view").find((l) => l.viewId === at);
+      assert.ok(view, `no view ${at} at ${name(p)}`);
+      assert.equal(view.state, restored.state);
+    }
+    return `${strategy} over ${transport}: ${compared} deliveries agreed across ${both.length} views; ${killed} killed in view ${killedIn}; d restored state ${restored.state} at view ${at}`;
+  } finally {
+    for (const p of members) await p.kill("SIGKILL");
+    await withTimeout(oracle.stop(), 20_000, "the Oracle to stop");
+  }
+}
+
+Deno.test("group processes over TCP, abcast: a member SIGKILLed mid-stream; survivors agree on each view's messages in one order; a new member restores their state", async () => {
+  console.log(await killMidStream("abcast", (members) => members[2]));
+});
+
+Deno.test("group processes over TCP, abcast: the sequencer SIGKILLed mid-stream; the survivors still agree on one order", async () => {
+  console.log(await killMidStream("abcast", (members) => members[0]));
+});
+
+Deno.test("group processes over TCP, cbcast and fbcast: a member SIGKILLed mid-stream; survivors deliver the same messages in each view", async () => {
+  console.log(await killMidStream("cbcast", (members) => members[1]));
+  console.log(await killMidStream("fbcast", (members) => members[2]));
+});
+
+Deno.test("group processes over UDP: a member, then separately the abcast sequencer, SIGKILLed mid-stream; survivors agree; a new member restores their state", async () => {
+  console.log(await killMidStream("abcast", (members) => members[1], "udp"));
+  console.log(await killMidStream("abcast", (members) => members[0], "udp"));
+  console.log(await killMidStream("cbcast", (members) => members[2], "udp"));
+});
