@@ -47,10 +47,9 @@ function apply(id: string): void {
   state[2] ^= h2;
 }
 
-let driver: GroupDriver | undefined;
 /** The last view this process was told of (a new member's lags behind). */
 let appView = 0;
-driver = await GroupDriver.join({
+const driver = await GroupDriver.join({
   group: values.group!,
   label: values.label!,
   listen: values.listen!,
@@ -96,7 +95,7 @@ const timer = setInterval(() => {
     clearInterval(timer);
     return;
   }
-  if (driver?.view === undefined) return;
+  if (driver.view === undefined) return;
   const id = `${values.label}:${sent + 1}`;
   if (driver.multicast(encoder.encode(id), values.strategy)) sent++;
 }, every);
