@@ -48,6 +48,12 @@ export class Sender {
     return this.#delivered;
   }
 
+  /** A caller was turned away for lack of room: `onWindowOpen` follows. */
+  refused(): void {
+    this.#windowClosed = true;
+    this.#x.counters.windowRefusals++;
+  }
+
   /** Whether the window has room for one more message of mine. */
   hasRoom(): boolean {
     const x = this.#x;
@@ -65,8 +71,7 @@ export class Sender {
   multicast(payload: Uint8Array): number | undefined {
     const x = this.#x;
     if (!this.hasRoom()) {
-      this.#windowClosed = true;
-      x.counters.windowRefusals++;
+      this.refused();
       return undefined;
     }
     const seq = ++this.#lastSeq;

@@ -299,7 +299,7 @@ export class GroupMember {
    * or queues it while there is no view, a flush runs or the send window
    * is full. Queued sends go out in order, in the next view they can.
    *
-   * @param payload The bytes (copied when sent).
+   * @param payload The bytes; copied, so the caller may reuse the buffer.
    * @param strategy The ordering it is delivered in. Default `fbcast`.
    * @returns `false` if the queue is full (`maxQueued`): the payload was
    * not taken; {@linkcode GroupMemberOptions.writable} says when to retry.
@@ -324,7 +324,8 @@ export class GroupMember {
       this.#refused = true;
       return false;
     }
-    this.#queue.push(item);
+    // Sent later: a copy, since the caller may reuse its buffer.
+    this.#queue.push({ payload: payload.slice(), factory });
     return true;
   }
 

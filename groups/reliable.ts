@@ -226,10 +226,14 @@ export class ReliableMulticast {
   /**
    * Whether {@linkcode ReliableMulticast.multicast} would take a message
    * now (not closed, room in the window): a caller that stamps messages
-   * asks first, so nothing stamped is refused.
+   * asks first, so nothing stamped is refused. A `false` counts as a
+   * refusal: `onWindowOpen` follows when there is room.
    */
   get writable(): boolean {
-    return !this.#closed && this.#sender.hasRoom();
+    if (this.#closed) return false;
+    if (this.#sender.hasRoom()) return true;
+    this.#sender.refused();
+    return false;
   }
 
   /**

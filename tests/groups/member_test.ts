@@ -99,3 +99,40 @@ Deno.test("member: a new member whose provider leaves before the state arrived s
   assert.deepEqual(excluded, ["view 2", "excluded 3"]);
   assert.equal(b.status().awaitingState, false);
 });
+
+Deno.test("member: sends queued behind a full window go out once it reopens (none stall)", () => {
+  const sim = new Simulation({ seed: 3 });
+  const got: number[] = [];
+  const members = new Map<string, GroupMember>();
+  for (const me of ["a", "b"]) {
+    sim.addNode(me, (env) => {
+      const member = new GroupMember({
+        me,
+        clock: env.clock,
+        send: (to, frame) => env.transport.send(to, frame),
+        deliver: (message) => {
+          if (me === "b") got.push(message.payload[0]);
+        },
+        viewInstalled: () => {},
+        flushed: () => {},
+        suspect: () => {},
+        reliable: { window: 4 },
+      });
+      env.transport.setHandler({
+        onFrame: (from, bytes) => member.receive(from, bytes),
+      });
+      members.set(me, member);
+      return {};
+    });
+  }
+  sim.runFor(1);
+  for (const member of members.values()) {
+    member.onViewEvent(view(1, ["a", "b"], ["a", "b"]));
+  }
+  const a = members.get("a")!;
+  for (let i = 0; i < 50; i++) assert.ok(a.multicast(new Uint8Array([i])));
+  assert.ok(a.status().queued > 0, "the window of 4 held most back");
+  sim.runFor(2_000);
+  assert.equal(a.status().queued, 0);
+  assert.deepEqual(got, Array.from({ length: 50 }, (_, i) => i));
+});
