@@ -16,13 +16,15 @@ const BENCHES: Record<string, () => Promise<Bench>> = {
   transport: async () => (await import("./transport.ts")).main,
   oracle: async () => (await import("./oracle.ts")).main,
   "oracle-tree": async () => (await import("./oracle_tree.ts")).main,
+  groups: async () => (await import("./groups.ts")).main,
 };
 
 const USAGE = `usage: deno task bench <name> [options]
 benchmarks: ${Object.keys(BENCHES).join(", ")}
   transport [--seconds=1] [--repeat=3] [--rounds=5000] [--sizes=64,256,1024]
   oracle [--seconds=5] [--soak=0] [--no-sync] [--profile=DIR]
-  oracle-tree [--seconds=5] [--clients=16] [--no-sync]`;
+  oracle-tree [--seconds=5] [--clients=16] [--no-sync]
+  groups [--seconds=3] [--quick] [--strategies=fbcast,cbcast,abcast]`;
 
 /**
  * Runs the benchmark named by the first argument.

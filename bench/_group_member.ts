@@ -1,0 +1,136 @@
+/**
+ * One member process of `deno task bench groups`. It joins the group over
+ * TCP; once its view has `--members` members, it multicasts `--size`-byte
+ * messages as fast as the send window allows for `--seconds` (if it is a
+ * sender), and counts what it delivers until then. It checks the order
+ * as it goes: every sender's messages arrive in sequence (FIFO, all
+ * strategies), and it folds the sequence of deliveries into a hash,
+ * recorded every 1,024 deliveries (the recorded hashes agree between
+ * members for abcast). With `--state-mib`, its state is that many MiB
+ * (for state transfer). It prints a `view` line (with the wall clock) per
+ * view, a `restored` line when a checkpoint arrived, and a `result` line
+ * at the end, then exits.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { GroupDriver } from "../groups/driver.ts";
+
+const { values } = parseArgs({
+  args: Deno.args,
+  options: {
+    label: { type: "string" },
+    listen: { type: "string" },
+    oracle: { type: "string" },
+    group: { type: "string", default: "/bench/g" },
+    strategy: { type: "string", default: "fbcast" },
+    members: { type: "string", default: "3" },
+    sender: { type: "boolean", default: false },
+    size: { type: "string", default: "1000" },
+    seconds: { type: "string", default: "3" },
+    "state-mib": { type: "string", default: "0" },
+  },
+});
+
+const members = Number(values.members);
+const size = Number(values.size);
+const seconds = Number(values.seconds);
+const label = values.label!;
+
+/** Per sender label: the last number delivered (FIFO check). */
+const last = new Map<string, number>();
+let delivered = 0;
+let total = 0;
+let fifoBroken = 0;
+let orderHash = 0x811c9dc5;
+const hashes: number[] = [];
+const state = new Uint8Array(Number(values["state-mib"]) * 1024 * 1024);
+const joinedAt = Date.now();
+let startedAt = 0;
+let stopAt = Infinity;
+let countedFrom = 0;
+
+const driver = await GroupDriver.join({
+  group: values.group!,
+  label,
+  listen: values.listen!,
+  oracle: JSON.parse(values.oracle!),
+  sessionTtlMs: 10_000,
+  deliver: (message) => {
+    const view = new DataView(
+      message.payload.buffer,
+      message.payload.byteOffset,
+      message.payload.length,
+    );
+    const senderId = view.getUint32(0);
+    const n = view.getUint32(4);
+    const key = `${message.sender}`;
+    const before = last.get(key) ?? 0;
+    if (n !== before + 1) fifoBroken++;
+    last.set(key, n);
+    orderHash = Math.imul(orderHash ^ senderId, 16777619) ^ n;
+    if (++total % 1024 === 0) hashes.push(orderHash >>> 0);
+    if (startedAt > 0 && performance.now() < stopAt) delivered++;
+  },
+  viewInstalled: (view, awaiting) => {
+    console.log(JSON.stringify({
+      event: "view",
+      viewId: view.viewId,
+      members: view.members.length,
+      at: Date.now(),
+    }));
+    if (startedAt === 0 && !awaiting && view.members.length === members) {
+      start();
+    }
+  },
+  state: {
+    checkpoint: () => state,
+    restore: (bytes) => {
+      console.log(JSON.stringify({
+        event: "restored",
+        bytes: bytes.length,
+        ms: Date.now() - joinedAt,
+      }));
+      if (startedAt === 0) start();
+    },
+  },
+});
+
+const payload = new Uint8Array(Math.max(8, size));
+const payloadView = new DataView(payload.buffer);
+payloadView.setUint32(0, Number(label.replace(/\D/g, "")) || 0);
+let sent = 0;
+
+function start(): void {
+  startedAt = performance.now();
+  countedFrom = startedAt;
+  stopAt = startedAt + seconds * 1000;
+  if (values.sender) pump();
+  setTimeout(finish, seconds * 1000 + 2000);
+}
+
+/** Sends until the window is full or the time is up, then again soon. */
+function pump(): void {
+  const end = performance.now() >= stopAt;
+  for (let i = 0; i < 10_000 && !end; i++) {
+    payloadView.setUint32(4, sent + 1);
+    if (!driver.multicast(payload, values.strategy)) break;
+    sent++;
+  }
+  if (!end) setTimeout(pump, 0);
+}
+
+function finish(): void {
+  const elapsed = (Math.min(performance.now(), stopAt) - countedFrom) / 1000;
+  console.log(JSON.stringify({
+    event: "result",
+    label,
+    sent,
+    delivered,
+    seconds: elapsed,
+    fifoBroken,
+    hashes,
+  }));
+  Deno.exit(0);
+}

@@ -1,0 +1,311 @@
+/**
+ * Group engine benchmark: member processes (`bench/_group_member.ts`) on
+ * loopback TCP, an Oracle group of three in this process.
+ *
+ * Cases, each one JSON line on stdout:
+ * - throughput: 3 and 5 members, one sender or every member sending,
+ *   1000- and 100-byte messages, each strategy (fbcast, cbcast, abcast):
+ *   messages delivered per second per member (the slowest member and the
+ *   mean), with the order verified (FIFO per sender everywhere; for
+ *   abcast, every member's sequence of deliveries hashes the same);
+ * - failover: time from SIGKILL of a member to the new view at every
+ *   survivor;
+ * - state transfer: time for a new member to restore a 64 MiB state.
+ *
+ * Progress goes to stderr.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { usageError } from "./_usage.ts";
+import { round } from "./_load.ts";
+import { startOracleGroup } from "../oracle/server.ts";
+import { delay, freePorts } from "../tests/oracle/_oracle_processes.ts";
+
+const USAGE =
+  "usage: deno task bench groups [--seconds=3] [--quick] [--strategies=fbcast,cbcast,abcast]";
+const MEMBER = new URL("./_group_member.ts", import.meta.url).pathname;
+const ROOT = new URL("../", import.meta.url).pathname;
+
+interface Line {
+  readonly event: string;
+  readonly [key: string]: unknown;
+}
+
+/** One member process and the JSON lines it printed. */
+class Member {
+  readonly lines: Line[] = [];
+  readonly child: Deno.ChildProcess;
+  readonly done: Promise<unknown>;
+
+  constructor(args: string[]) {
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "--quiet", "--allow-net", "--allow-env", MEMBER, ...args],
+      cwd: ROOT,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "inherit",
+    }).spawn();
+    this.child = child;
+    this.done = (async () => {
+      let rest = "";
+      for await (
+        const text of child.stdout.pipeThrough(new TextDecoderStream())
+      ) {
+        rest += text;
+        const parts = rest.split("\n");
+        rest = parts.pop()!;
+        for (const part of parts) this.lines.push(JSON.parse(part));
+      }
+      return await child.status;
+    })();
+  }
+
+  find(event: string): Line | undefined {
+    return this.lines.find((l) => l.event === event);
+  }
+
+  kill(): void {
+    try {
+      this.child.kill("SIGKILL");
+    } catch {
+      // Already exited.
+    }
+  }
+}
+
+function progress(message: string): void {
+  console.error(`[bench groups] ${message}`);
+}
+
+/** Starts `count` members of a fresh group with `args` each. */
+function startMembers(
+  oracle: Record<string, string>,
+  group: string,
+  count: number,
+  args: (i: number) => string[],
+): Member[] {
+  const ports = freePorts(count);
+  return ports.map((port, i) =>
+    new Member([
+      "--label",
+      `m${i + 1}`,
+      "--listen",
+      `127.0.0.1:${port}`,
+      "--oracle",
+      JSON.stringify(oracle),
+      "--group",
+      group,
+      ...args(i),
+    ])
+  );
+}
+
+async function waitFor(
+  condition: () => boolean,
+  ms: number,
+  what: string,
+): Promise<void> {
+  const deadline = performance.now() + ms;
+  for (let i = 0; i < 1_000_000 && !condition(); i++) {
+    if (performance.now() > deadline) throw new Error(`timed out: ${what}`);
+    await delay(10);
+  }
+}
+
+/**
+ * Runs the group benchmark.
+ *
+ * @param args `--seconds` per throughput case (default 3), `--quick` (3
+ * members and 1000-byte messages only), `--strategies`.
+ * @returns The exit code: 0, 1 on failure, 2 on a usage error.
+ */
+export async function main(args: string[]): Promise<number> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args,
+      options: {
+        seconds: { type: "string", default: "3" },
+        quick: { type: "boolean", default: false },
+        strategies: { type: "string", default: "fbcast,cbcast,abcast" },
+      },
+    }));
+  } catch (error) {
+    return usageError("groups", USAGE, (error as Error).message);
+  }
+  const seconds = Number(values.seconds);
+  const strategies = values.strategies.split(",");
+  if (
+    !(seconds > 0 && seconds <= 600) ||
+    strategies.some((s) => !["fbcast", "cbcast", "abcast"].includes(s))
+  ) {
+    return usageError(
+      "groups",
+      USAGE,
+      "--seconds from 0 to 600, --strategies among fbcast, cbcast, abcast",
+    );
+  }
+  const oracle = await startOracleGroup({ size: 3 });
+  let groupNumber = 0;
+  const running: Member[] = [];
+  try {
+    for (const members of values.quick ? [3] : [3, 5]) {
+      for (const senders of ["one", "all"] as const) {
+        for (const size of values.quick ? [1000] : [1000, 100]) {
+          for (const strategy of strategies) {
+            const group = `/bench/g${++groupNumber}`;
+            const started = startMembers(
+              oracle.replicas,
+              group,
+              members,
+              (i) => [
+                "--members",
+                String(members),
+                "--strategy",
+                strategy,
+                "--size",
+                String(size),
+                "--seconds",
+                String(seconds),
+                ...(senders === "all" || i === 0 ? ["--sender"] : []),
+              ],
+            );
+            running.push(...started);
+            await Promise.all(started.map((m) => m.done));
+            running.length = 0;
+            const results = started.map((m) => m.find("result"));
+            if (results.some((r) => r === undefined)) {
+              throw new Error(`a member printed no result (${group})`);
+            }
+            const rates = results.map((r) =>
+              (r!.delivered as number) / (r!.seconds as number)
+            );
+            const fifoBroken = results.reduce(
+              (n, r) => n + (r!.fifoBroken as number),
+              0,
+            );
+            const hashes = results.map((r) => r!.hashes as number[]);
+            const common = Math.min(...hashes.map((h) => h.length));
+            const orderAgreed = strategy !== "abcast" ||
+              hashes.every((h) =>
+                h.slice(0, common).join() === hashes[0].slice(0, common).join()
+              );
+            const line = {
+              bench: "groups",
+              case: "throughput",
+              members,
+              senders,
+              size,
+              strategy,
+              msgsPerSecPerMemberMin: round(Math.min(...rates)),
+              msgsPerSecPerMemberMean: round(
+                rates.reduce((a, b) => a + b, 0) / rates.length,
+              ),
+              fifoBroken,
+              orderAgreed,
+              orderCheckedDeliveries: common * 1024,
+            };
+            progress(JSON.stringify(line));
+            console.log(JSON.stringify(line));
+            if (fifoBroken > 0 || !orderAgreed) {
+              throw new Error(`the order broke in ${JSON.stringify(line)}`);
+            }
+          }
+        }
+      }
+    }
+
+    // Failover: SIGKILL one of three, time until both survivors install
+    // the view without it.
+    {
+      const group = `/bench/g${++groupNumber}`;
+      const three = startMembers(oracle.replicas, group, 3, () => [
+        "--members",
+        "3",
+        "--seconds",
+        "30",
+      ]);
+      running.push(...three);
+      const views = (m: Member) => m.lines.filter((l) => l.event === "view");
+      await waitFor(
+        () => three.every((m) => views(m).at(-1)?.members === 3),
+        30_000,
+        "a view of three",
+      );
+      await delay(500);
+      const killedAt = Date.now();
+      three[2].kill();
+      await waitFor(
+        () => three.slice(0, 2).every((m) => views(m).at(-1)?.members === 2),
+        30_000,
+        "a view of two",
+      );
+      const at = Math.max(
+        ...three.slice(0, 2).map((m) => views(m).at(-1)!.at as number),
+      );
+      const line = {
+        bench: "groups",
+        case: "failover",
+        members: 3,
+        killToViewMs: at - killedAt,
+      };
+      progress(JSON.stringify(line));
+      console.log(JSON.stringify(line));
+      for (const m of three) m.kill();
+      await Promise.all(three.map((m) => m.done));
+      running.length = 0;
+    }
+
+    // State transfer: a new member restores a 64 MiB state.
+    {
+      const group = `/bench/g${++groupNumber}`;
+      const first = startMembers(oracle.replicas, group, 1, () => [
+        "--members",
+        "2",
+        "--seconds",
+        "60",
+        "--state-mib",
+        "64",
+      ]);
+      running.push(...first);
+      await waitFor(
+        () => first[0].find("view") !== undefined,
+        30_000,
+        "the first member's view",
+      );
+      const joiner = startMembers(oracle.replicas, group, 1, () => [
+        "--members",
+        "2",
+        "--seconds",
+        "1",
+        "--state-mib",
+        "64",
+      ]);
+      running.push(...joiner);
+      await waitFor(
+        () => joiner[0].find("restored") !== undefined,
+        120_000,
+        "the 64 MiB state",
+      );
+      const restored = joiner[0].find("restored")!;
+      const line = {
+        bench: "groups",
+        case: "state-transfer",
+        bytes: restored.bytes,
+        msToRestore: restored.ms,
+      };
+      progress(JSON.stringify(line));
+      console.log(JSON.stringify(line));
+    }
+    return 0;
+  } catch (error) {
+    console.error(`bench groups: ${(error as Error).stack ?? error}`);
+    return 1;
+  } finally {
+    for (const m of running) m.kill();
+    await Promise.allSettled(running.map((m) => m.done));
+    await oracle.stop();
+  }
+}
