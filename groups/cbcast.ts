@@ -36,7 +36,15 @@ class Cbcast implements OrderingStrategy {
   readonly #delivered: Uint32Array;
   /** My cbcasts stamped so far. */
   #sent = 0;
-  #waiting: Waiting[] = [];
+  /**
+   * Waiting messages per sender, in its order (the reliable layer is
+   * FIFO): only each queue's head can be next, so a release looks at one
+   * message per sender, not at every message waiting.
+   */
+  readonly #waiting: Waiting[][];
+  /** Where each queue's head is (consumed entries are dropped in bulk). */
+  readonly #head: number[];
+  #held = 0;
   /** Messages dropped because their header was malformed. */
   malformed = 0;
 
@@ -48,10 +56,12 @@ class Cbcast implements OrderingStrategy {
     }
     this.#me = mine;
     this.#delivered = new Uint32Array(view.members.length);
+    this.#waiting = view.members.map(() => []);
+    this.#head = view.members.map(() => 0);
   }
 
   get held(): number {
-    return this.#waiting.length;
+    return this.#held;
   }
 
   stamp(): Uint8Array {
@@ -76,7 +86,8 @@ class Cbcast implements OrderingStrategy {
     );
     const stamp = new Uint32Array(n);
     for (let i = 0; i < n; i++) stamp[i] = view.getUint32(4 * i);
-    this.#waiting.push({ message, sender, stamp });
+    this.#waiting[sender].push({ message, sender, stamp });
+    this.#held++;
     return this.#release();
   }
 
@@ -89,21 +100,29 @@ class Cbcast implements OrderingStrategy {
   #release(): OrderedMessage[] {
     const out: OrderedMessage[] = [];
     let progress = true;
-    // Each pass delivers at least one message or stops: bounded by the
-    // number waiting.
-    while (progress && this.#waiting.length > 0) {
+    // Each pass over the senders delivers at least one message or stops:
+    // bounded by the number waiting.
+    while (progress && this.#held > 0) {
       progress = false;
-      const still: Waiting[] = [];
-      for (const w of this.#waiting) {
-        if (this.#deliverable(w)) {
-          this.#delivered[w.sender]++;
+      for (let s = 0; s < this.#waiting.length; s++) {
+        const queue = this.#waiting[s];
+        while (this.#head[s] < queue.length) {
+          const w = queue[this.#head[s]];
+          if (!this.#deliverable(w)) break;
+          this.#delivered[s]++;
+          this.#head[s]++;
+          this.#held--;
           out.push(w.message);
           progress = true;
-        } else {
-          still.push(w);
+        }
+        if (this.#head[s] > 1024 && this.#head[s] * 2 > queue.length) {
+          this.#waiting[s] = queue.slice(this.#head[s]);
+          this.#head[s] = 0;
+        } else if (this.#head[s] === queue.length && queue.length > 0) {
+          queue.length = 0;
+          this.#head[s] = 0;
         }
       }
-      this.#waiting = still;
     }
     return out;
   }
@@ -127,7 +146,9 @@ class Cbcast implements OrderingStrategy {
  * import assert from "node:assert/strict";
  *
  * const view = { viewId: 1, members: ["a", "b", "c"] };
- * const [a, b, c] = ["a", "b", "c"].map((m) => cbcast.create(view, m, () => {}));
+ * const [a, b, c] = ["a", "b", "c"].map((m) =>
+ *   cbcast.create(view, m, () => {}, () => {})
+ * );
  * const payload = new Uint8Array(0);
  * const question = { sender: "a", seq: 1, header: a.stamp(), payload };
  * b.arrive(question);

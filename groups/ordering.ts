@@ -34,9 +34,10 @@ export interface OrderingStrategy {
    */
   stamp(): Uint8Array;
   /**
-   * A message of this strategy arrived (own messages included, in the
-   * order sent): returns the messages it makes deliverable, in delivery
-   * order (possibly none, possibly earlier held ones).
+   * A message of this strategy arrived (own messages included). Each
+   * sender's messages arrive in the order it sent them (the reliable
+   * multicast is FIFO). Returns the messages it makes deliverable, in
+   * delivery order (possibly none, possibly earlier held ones).
    */
   arrive(message: OrderedMessage): OrderedMessage[];
   /**
@@ -61,11 +62,14 @@ export interface StrategyFactory {
    * A new instance for `me` in `view`. `emit` multicasts a control
    * message of this strategy (a header, no payload) to the view, through
    * the same reliable, flushed path as every message (for example a
-   * sequencer's ordering decisions); it arrives back here too.
+   * sequencer's ordering decisions); it arrives back here too. `defer`
+   * runs a callback once the current turn's work is done (to gather a
+   * turn's decisions into one control message).
    */
   create(
     view: GroupView,
     me: MemberId,
     emit: (header: Uint8Array) => void,
+    defer: (callback: () => void) => void,
   ): OrderingStrategy;
 }

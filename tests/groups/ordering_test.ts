@@ -8,6 +8,9 @@ import { Simulation } from "../../sim/mod.ts";
 
 const VIEW = { viewId: 1, members: ["a", "b", "c"] };
 const payload = new Uint8Array(0);
+const noDefer = () => {
+  throw new Error("cbcast and fbcast defer nothing");
+};
 const noEmit = () => {
   throw new Error("cbcast and fbcast emit nothing");
 };
@@ -21,22 +24,36 @@ function message(
 }
 
 Deno.test("cbcast: concurrent messages go out on arrival; a message waits for what its sender had delivered, transitively", () => {
-  const [a, b, c] = VIEW.members.map((m) => cbcast.create(VIEW, m, noEmit));
+  // Messages arrive in each sender's order (the reliable layer is FIFO).
+  const [a, b, c] = VIEW.members.map((m) =>
+    cbcast.create(VIEW, m, noEmit, noDefer)
+  );
   const a1 = message("a", 1, a.stamp());
   const a2 = message("a", 2, a.stamp());
-  // b delivered a1 only, then sends: b1 depends on a1, not on a2.
+  // b delivered a1 only, then sends b1 and b2: they depend on a1, not a2.
   assert.deepEqual(b.arrive(a1), [a1]);
   const b1 = message("b", 1, b.stamp());
-  // c gets b1 first: it waits; a2 alone is not enough (a1 comes before it).
+  const b2 = message("b", 2, b.stamp());
+  // c gets b's messages first: they wait for a1.
   assert.deepEqual(c.arrive(b1), []);
-  assert.deepEqual(c.arrive(a2), []);
+  assert.deepEqual(c.arrive(b2), []);
   assert.equal(c.held, 2);
-  assert.deepEqual(c.arrive(a1), [a1, b1, a2]);
+  assert.deepEqual(c.arrive(a1), [a1, b1, b2]);
+  // a2 is concurrent with b's: it goes out on arrival.
+  assert.deepEqual(c.arrive(a2), [a2]);
   assert.equal(c.held, 0);
+  // A chain: c delivered b2, then sends c1; a, which has its own two but
+  // nothing of b's, holds c1 until b1 and b2 are in.
+  const c1 = message("c", 1, c.stamp());
+  assert.deepEqual(a.arrive(a1), [a1]);
+  assert.deepEqual(a.arrive(a2), [a2]);
+  assert.deepEqual(a.arrive(c1), []);
+  assert.deepEqual(a.arrive(b1), [b1]);
+  assert.deepEqual(a.arrive(b2), [b2, c1]);
 });
 
 Deno.test("cbcast: own messages are delivered in the order sent; a malformed stamp is dropped and counted", () => {
-  const a = cbcast.create(VIEW, "a", noEmit);
+  const a = cbcast.create(VIEW, "a", noEmit, noDefer);
   const first = message("a", 1, a.stamp());
   const second = message("a", 2, a.stamp());
   assert.deepEqual(a.arrive(first), [first]);
@@ -48,7 +65,9 @@ Deno.test("cbcast: own messages are delivered in the order sent; a malformed sta
 });
 
 Deno.test("cbcast: at the end of the view, what still waits for a message nobody received is dropped", () => {
-  const [a, b, c] = VIEW.members.map((m) => cbcast.create(VIEW, m, noEmit));
+  const [a, b, c] = VIEW.members.map((m) =>
+    cbcast.create(VIEW, m, noEmit, noDefer)
+  );
   const a1 = message("a", 1, a.stamp());
   b.arrive(a1);
   const b1 = message("b", 1, b.stamp());
@@ -57,7 +76,7 @@ Deno.test("cbcast: at the end of the view, what still waits for a message nobody
 });
 
 Deno.test("fbcast: every message on arrival, nothing held", () => {
-  const s = fbcast.create(VIEW, "a", noEmit);
+  const s = fbcast.create(VIEW, "a", noEmit, noDefer);
   const m = message("b", 1, s.stamp());
   assert.equal(m.header.length, 0);
   assert.deepEqual(s.arrive(m), [m]);
@@ -94,13 +113,23 @@ Deno.test("member: an unknown strategy is refused with the known ones named; str
 Deno.test("abcast: the sequencer's ORDERs decide; an ORDER from another member or malformed is dropped; at the end of the view the unordered go by sender then seq", () => {
   const view = { viewId: 1, members: ["s", "b", "c"] };
   const orders: Uint8Array[] = [];
-  const s = abcast.create(view, "s", (header) => orders.push(header));
-  const c = abcast.create(view, "c", noEmit);
+  const deferred: (() => void)[] = [];
+  const s = abcast.create(
+    view,
+    "s",
+    (header) => orders.push(header),
+    (callback) => deferred.push(callback),
+  );
+  const c = abcast.create(view, "c", noEmit, noDefer);
   const m = (sender: string, seq: number) => message(sender, seq, c.stamp());
   const [b1, c1, b2] = [m("b", 1), m("c", 1), m("b", 2)];
-  // The sequencer orders in arrival order: c1, then b1.
+  // The sequencer orders in arrival order, c1 then b1, each turn's
+  // decisions in one ORDER at the end of the turn.
   assert.deepEqual(s.arrive(c1), []);
+  assert.equal(orders.length, 0);
+  deferred.splice(0).forEach((run) => run());
   assert.deepEqual(s.arrive(b1), []);
+  deferred.splice(0).forEach((run) => run());
   assert.equal(orders.length, 2);
   const [o1, o2] = orders.map((header, i) => message("s", i + 1, header));
   assert.deepEqual(s.arrive(o1), [c1]);
