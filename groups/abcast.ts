@@ -28,6 +28,8 @@ import type { GroupView, MemberId } from "./types.ts";
 const DATA = 0;
 const ORDER = 1;
 const DATA_HEADER = new Uint8Array([DATA]);
+/** Most decisions in one ORDER (its header stays well inside a frame). */
+const MAX_PER_ORDER = 10_000;
 
 /** One member's total order in one view. */
 class Abcast implements OrderingStrategy {
@@ -35,6 +37,9 @@ class Abcast implements OrderingStrategy {
   readonly #index: Map<MemberId, number>;
   readonly #sequencer: boolean;
   readonly #emit: (header: Uint8Array) => void;
+  readonly #defer: (callback: () => void) => void;
+  /** The sequencer's decisions of this turn, emitted together at its end. */
+  #undecided: [number, number][] = [];
   /** Data that arrived, by `sender/seq`, not yet delivered. */
   readonly #data = new Map<string, OrderedMessage>();
   /** The decided order, as keys; `#next` is the first not yet delivered. */
@@ -47,11 +52,13 @@ class Abcast implements OrderingStrategy {
     view: GroupView,
     me: MemberId,
     emit: (header: Uint8Array) => void,
+    defer: (callback: () => void) => void,
   ) {
     this.#members = view.members;
     this.#index = new Map(view.members.map((m, i) => [m, i]));
     this.#sequencer = view.members[0] === me;
     this.#emit = emit;
+    this.#defer = defer;
   }
 
   get held(): number {
@@ -105,15 +112,19 @@ class Abcast implements OrderingStrategy {
   }
 
   /**
-   * The sequencer orders a message as it arrives. (The member sends all
-   * the multicasts of one turn in one frame, so decisions travel
-   * together anyway.)
+   * The sequencer orders messages as they arrive; the decisions of one
+   * turn leave together, in one ORDER (at most 10,000 per ORDER).
    */
   #decide(message: OrderedMessage): void {
-    this.#emitOrder([[this.#index.get(message.sender)!, message.seq]]);
+    this.#undecided.push([this.#index.get(message.sender)!, message.seq]);
+    if (this.#undecided.length === 1) this.#defer(() => this.#emitOrder());
+    else if (this.#undecided.length >= MAX_PER_ORDER) this.#emitOrder();
   }
 
-  #emitOrder(decisions: readonly [number, number][]): void {
+  #emitOrder(): void {
+    const decisions = this.#undecided;
+    if (decisions.length === 0) return;
+    this.#undecided = [];
     const header = new Uint8Array(3 + 6 * decisions.length);
     const view = new DataView(header.buffer);
     header[0] = ORDER;
@@ -152,8 +163,9 @@ class Abcast implements OrderingStrategy {
  *
  * const view = { viewId: 1, members: ["s", "b"] };
  * const orders: Uint8Array[] = [];
- * const s = abcast.create(view, "s", (header) => orders.push(header));
- * const b = abcast.create(view, "b", () => {});
+ * const now = (callback: () => void) => callback();
+ * const s = abcast.create(view, "s", (header) => orders.push(header), now);
+ * const b = abcast.create(view, "b", () => {}, now);
  * const payload = new Uint8Array(0);
  * const m = { sender: "b", seq: 1, header: b.stamp(), payload };
  * assert.deepEqual(s.arrive(m), []); // waits for its own ORDER
@@ -166,5 +178,5 @@ class Abcast implements OrderingStrategy {
 export const abcast: StrategyFactory = {
   name: "abcast",
   code: 3,
-  create: (view, me, emit) => new Abcast(view, me, emit),
+  create: (view, me, emit, defer) => new Abcast(view, me, emit, defer),
 };

@@ -39,7 +39,7 @@ class Fbcast implements OrderingStrategy {
  * import { fbcast } from "./fbcast.ts";
  * import assert from "node:assert/strict";
  *
- * const s = fbcast.create({ viewId: 1, members: ["a", "b"] }, "a", () => {});
+ * const s = fbcast.create({ viewId: 1, members: ["a", "b"] }, "a", () => {}, () => {});
  * const m = { sender: "b", seq: 1, header: s.stamp(), payload: new Uint8Array([7]) };
  * assert.deepEqual(s.arrive(m), [m]);
  * ```

@@ -807,10 +807,15 @@ export class GroupMember {
     this.#ordering = new Map(
       [...this.#byCode].map(([code, factory]) => [
         code,
-        factory.create(view, this.#options.me, (header) => {
-          this.#control.push({ factory, header, payload: EMPTY });
-          this.#drainQueue();
-        }),
+        factory.create(
+          view,
+          this.#options.me,
+          (header) => {
+            this.#control.push({ factory, header, payload: EMPTY });
+            this.#drainQueue();
+          },
+          (callback) => this.#options.clock.defer(callback),
+        ),
       ]),
     );
     for (const proposal of this.#early.keys()) {
