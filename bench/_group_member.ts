@@ -43,10 +43,14 @@ const last = new Map<string, number>();
 let delivered = 0;
 let total = 0;
 let fifoBroken = 0;
+/** The first FIFO break, described. */
+let firstBreak: string | undefined;
 let orderHash = 0x811c9dc5;
 const hashes: number[] = [];
 const state = new Uint8Array(Number(values["state-mib"]) * 1024 * 1024);
 const joinedAt = Date.now();
+/** How many members the last view this process was told of has. */
+let viewMembers = 0;
 let startedAt = 0;
 let stopAt = Infinity;
 let countedFrom = 0;
@@ -66,14 +70,22 @@ const driver = await GroupDriver.join({
     const senderId = view.getUint32(0);
     const n = view.getUint32(4);
     const key = `${message.sender}`;
-    const before = last.get(key) ?? 0;
-    if (n !== before + 1) fifoBroken++;
+    // A member that joined late saw a sender's earlier messages only
+    // through its state: its first message from each sender sets the base.
+    const before = last.get(key) ?? n - 1;
+    if (n !== before + 1) {
+      fifoBroken++;
+      firstBreak ??= `${key}: #${n} after #${before} (delivery ${
+        total + 1
+      }, seq ${message.seq}, view ${message.viewId})`;
+    }
     last.set(key, n);
     orderHash = Math.imul(orderHash ^ senderId, 16777619) ^ n;
     if (++total % 1024 === 0) hashes.push(orderHash >>> 0);
     if (startedAt > 0 && performance.now() < stopAt) delivered++;
   },
   viewInstalled: (view, awaiting) => {
+    viewMembers = view.members.length;
     console.log(JSON.stringify({
       event: "view",
       viewId: view.viewId,
@@ -92,7 +104,9 @@ const driver = await GroupDriver.join({
         bytes: bytes.length,
         ms: Date.now() - joinedAt,
       }));
-      if (startedAt === 0) start();
+      if (startedAt === 0 && viewMembers === members) {
+        start();
+      }
     },
   },
 });
@@ -130,6 +144,7 @@ function finish(): void {
     delivered,
     seconds: elapsed,
     fifoBroken,
+    firstBreak,
     hashes,
   }));
   Deno.exit(0);

@@ -186,6 +186,7 @@ export async function main(args: string[]): Promise<number> {
               (n, r) => n + (r!.fifoBroken as number),
               0,
             );
+            const firstBreak = results.find((r) => r!.firstBreak)?.firstBreak;
             const hashes = results.map((r) => r!.hashes as number[]);
             const common = Math.min(...hashes.map((h) => h.length));
             const orderAgreed = strategy !== "abcast" ||
@@ -204,6 +205,7 @@ export async function main(args: string[]): Promise<number> {
                 rates.reduce((a, b) => a + b, 0) / rates.length,
               ),
               fifoBroken,
+              ...(firstBreak === undefined ? {} : { firstBreak }),
               orderAgreed,
               orderCheckedDeliveries: common * 1024,
             };
