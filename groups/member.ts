@@ -77,6 +77,9 @@ interface Outgoing {
 
 const EMPTY = new Uint8Array(0);
 
+/** Most payload bytes in one echo frame. */
+const ECHO_FRAME_BYTES = 60_000;
+
 /** Proposals whose early vectors are kept (see `#early`). */
 const MAX_EARLY_PROPOSALS = 4;
 
@@ -771,16 +774,30 @@ export class GroupMember {
       if (flush.peersDone.has(duty.member)) continue;
       const messages = reliable.unstable(duty.sender, duty.from - 1)
         .filter((m) => m.seq <= duty.to);
-      if (messages.length === 0) continue;
-      this.#options.send(
-        duty.member,
-        encodeEcho({
-          oldView: view.viewId,
-          sender: view.members.indexOf(duty.sender),
-          first: messages[0].seq,
-          payloads: messages.map((m) => m.payload),
-        }),
-      );
+      // In frames of at most ECHO_FRAME_BYTES of payload (one message at
+      // least): a backlog can be far larger than a transport frame.
+      for (let start = 0; start < messages.length;) {
+        let end = start;
+        let bytes = 0;
+        while (
+          end < messages.length &&
+          (end === start ||
+            bytes + messages[end].payload.length <= ECHO_FRAME_BYTES)
+        ) {
+          bytes += messages[end].payload.length;
+          end++;
+        }
+        this.#options.send(
+          duty.member,
+          encodeEcho({
+            oldView: view.viewId,
+            sender: view.members.indexOf(duty.sender),
+            first: messages[start].seq,
+            payloads: messages.slice(start, end).map((m) => m.payload),
+          }),
+        );
+        start = end;
+      }
     }
   }
 

@@ -136,3 +136,64 @@ Deno.test("member: sends queued behind a full window go out once it reopens (non
   assert.equal(a.status().queued, 0);
   assert.deepEqual(got, Array.from({ length: 50 }, (_, i) => i));
 });
+
+Deno.test("member: a flush echoes a large backlog in frames that fit a transport frame", () => {
+  const sim = new Simulation({ seed: 5 });
+  const members = new Map<string, GroupMember>();
+  const echoSizes: number[] = [];
+  const flushed: string[] = [];
+  const got = new Map<string, number>();
+  for (const me of ["a", "b", "c"]) {
+    sim.addNode(me, (env) => {
+      const member = new GroupMember({
+        me,
+        clock: env.clock,
+        send: (to, frame) => {
+          if (frame[0] === 0xc7 && frame[1] === 2) echoSizes.push(frame.length);
+          return env.transport.send(to, frame);
+        },
+        deliver: () => got.set(me, (got.get(me) ?? 0) + 1),
+        viewInstalled: () => {},
+        flushed: (viewId) => flushed.push(`${me} ${viewId}`),
+        suspect: () => {},
+      });
+      env.transport.setHandler({
+        onFrame: (from, bytes) => member.receive(from, bytes),
+      });
+      members.set(me, member);
+      return {};
+    });
+  }
+  sim.runFor(1);
+  for (const member of members.values()) {
+    member.onViewEvent(view(1, ["a", "b", "c"], ["a", "b", "c"]));
+  }
+  // c hears nothing from a; a sends 200 KB, which b receives; a crashes.
+  sim.partition(["a"], ["c"], { oneWay: true });
+  const a = members.get("a")!;
+  for (let i = 0; i < 200; i++) a.multicast(new Uint8Array(1000).fill(i));
+  sim.runFor(20);
+  assert.equal(got.get("b"), 200);
+  assert.equal(got.get("c") ?? 0, 0);
+  sim.crash("a");
+  const proposal: ViewEvent = {
+    type: "propose",
+    group: "/g",
+    viewId: 2,
+    fromViewId: 1,
+    members: m("b", "c"),
+    survivors: ["b", "c"],
+    joining: [],
+    leaving: ["a"],
+  };
+  members.get("b")!.onViewEvent(proposal);
+  members.get("c")!.onViewEvent(proposal);
+  sim.runFor(500);
+  assert.deepEqual(flushed.sort(), ["b 2", "c 2"]);
+  assert.equal(got.get("c"), 200, "c got a's messages from b");
+  assert.ok(echoSizes.length >= 4, `${echoSizes.length} echo frames`);
+  assert.ok(
+    Math.max(...echoSizes) <= 62_000,
+    `${Math.max(...echoSizes)} bytes`,
+  );
+});

@@ -470,7 +470,9 @@ Deno.test("a member that stops acknowledging is reported slow, once", () => {
 
 Deno.test("a silent member is suspected after suspectAfterMs, once", () => {
   const sim = new Simulation({ seed: 6 });
-  const members = group(sim, { viewId: 1, members: ["a", "b", "c"] });
+  const members = group(sim, { viewId: 1, members: ["a", "b", "c"] }, {
+    suspectAfterMs: 1000,
+  });
   sim.runFor(100);
   sim.crash("c");
   sim.runFor(1000);
