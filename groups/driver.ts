@@ -52,6 +52,8 @@ export interface GroupDriverOptions {
   state?: GroupMemberOptions["state"];
   /** The member was excluded, or its state transfer was cut short: it is out. */
   out?(why: string): void;
+  /** A point-to-point message from a member of the view. */
+  direct?(from: string, payload: Uint8Array): void;
 }
 
 /** One member of one group, on TCP or UDP. */
@@ -152,6 +154,7 @@ export class GroupDriver {
         quietly(client.remove(group, suspect, reason, viewId), "remove"),
       excluded: () => options.out?.("excluded"),
       state: options.state,
+      direct: options.direct,
       stateLost: () => {
         options.out?.("state transfer cut short");
         quietly(
@@ -196,6 +199,16 @@ export class GroupDriver {
    */
   multicast(payload: Uint8Array, strategy = "fbcast"): boolean {
     return this.#member.multicast(payload, strategy);
+  }
+
+  /**
+   * Sends to one member of the view, point to point (see
+   * {@linkcode GroupMember.sendDirect}).
+   *
+   * @returns `false` if it was not handed to the transport.
+   */
+  sendDirect(to: string, payload: Uint8Array): boolean {
+    return this.#member.sendDirect(to, payload);
   }
 
   /**

@@ -77,6 +77,9 @@ interface Outgoing {
 
 const EMPTY = new Uint8Array(0);
 
+/** The first byte of a point-to-point frame. */
+const DIRECT_MAGIC = 0xc9;
+
 /** Most payload bytes in one echo frame. */
 const ECHO_FRAME_BYTES = 60_000;
 
@@ -159,6 +162,8 @@ export interface GroupMemberOptions {
   stateLost?(): void;
   /** Bytes per state-transfer chunk. Default 60,000. */
   stateChunkBytes?: number | undefined;
+  /** A point-to-point message from a member of the view ({@linkcode GroupMember.sendDirect}). */
+  direct?(from: MemberId, payload: Uint8Array): void;
   /** Most application sends queued while there is no view, a flush runs or the window is full. Default 10,000. */
   maxQueued?: number;
   /**
@@ -333,6 +338,22 @@ export class GroupMember {
   }
 
   /**
+   * Sends `payload` to one member of the view, point to point, for a
+   * reply: best effort (the transport's), outside the view's ordering and
+   * flush. A member that is not in the view drops it.
+   *
+   * @returns `false` if it was not handed to the transport (no view, the
+   * member is not in it, or backpressure).
+   */
+  sendDirect(to: MemberId, payload: Uint8Array): boolean {
+    if (this.#closed || !this.#view?.members.includes(to)) return false;
+    const frame = new Uint8Array(1 + payload.length);
+    frame[0] = DIRECT_MAGIC;
+    frame.set(payload, 1);
+    return this.#options.send(to, frame);
+  }
+
+  /**
    * Feeds an event of the group's view channel (as the Oracle appended
    * it, in order).
    */
@@ -383,6 +404,14 @@ export class GroupMember {
   /** Feeds a frame that arrived from `from`. */
   receive(from: MemberId, frame: Uint8Array): void {
     if (this.#closed) return;
+    if (frame.length > 0 && frame[0] === DIRECT_MAGIC) {
+      if (this.#view?.members.includes(from)) {
+        this.#options.direct?.(from, frame.subarray(1));
+      } else {
+        this.#badFrames++;
+      }
+      return;
+    }
     if (frame.length > 0 && frame[0] === STATE_MAGIC) {
       this.#onStateFrame(from, frame);
       return;

@@ -197,3 +197,40 @@ Deno.test("member: a flush echoes a large backlog in frames that fit a transport
     `${Math.max(...echoSizes)} bytes`,
   );
 });
+
+Deno.test("member: a point-to-point message reaches the member it names; one from outside the view is dropped and counted", () => {
+  const sim = new Simulation({ seed: 7 });
+  const got: string[] = [];
+  const members = new Map<string, GroupMember>();
+  for (const me of ["a", "b", "x"]) {
+    sim.addNode(me, (env) => {
+      const member = new GroupMember({
+        me,
+        clock: env.clock,
+        send: (to, frame) => env.transport.send(to, frame),
+        deliver: () => {},
+        viewInstalled: () => {},
+        flushed: () => {},
+        suspect: () => {},
+        direct: (from, payload) =>
+          got.push(`${me} <- ${from}: ${[...payload]}`),
+      });
+      env.transport.setHandler({
+        onFrame: (from, bytes) => member.receive(from, bytes),
+      });
+      members.set(me, member);
+      return {};
+    });
+  }
+  sim.runFor(1);
+  members.get("a")!.onViewEvent(view(1, ["a", "b"], ["a", "b"]));
+  members.get("b")!.onViewEvent(view(1, ["a", "b"], ["a", "b"]));
+  members.get("x")!.onViewEvent(view(1, ["x", "a"], ["x", "a"]));
+  assert.ok(members.get("a")!.sendDirect("b", new Uint8Array([1, 2])));
+  assert.equal(members.get("a")!.sendDirect("x", new Uint8Array([3])), false);
+  // x believes a is in its view, but a's view does not have x.
+  assert.ok(members.get("x")!.sendDirect("a", new Uint8Array([4])));
+  sim.runFor(50);
+  assert.deepEqual(got, ["b <- a: 1,2"]);
+  assert.equal(members.get("a")!.status().badFrames, 1);
+});
