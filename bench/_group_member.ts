@@ -9,7 +9,10 @@
  * members for abcast). With `--state-mib`, its state is that many MiB
  * (for state transfer). It prints a `view` line (with the wall clock) per
  * view, a `restored` line when a checkpoint arrived, and a `result` line
- * at the end, then exits.
+ * at the end, then exits. With `--pingpong`, the `--sender` multicasts a
+ * 16-byte ping at a time and every other member answers it point to
+ * point; the sender times each round until every answer is in (the
+ * `result` line then carries the latency percentiles).
  *
  * @module
  */
@@ -30,6 +33,7 @@ const { values } = parseArgs({
     size: { type: "string", default: "1000" },
     seconds: { type: "string", default: "3" },
     "state-mib": { type: "string", default: "0" },
+    pingpong: { type: "boolean", default: false },
   },
 });
 
@@ -81,6 +85,9 @@ const driver = await GroupDriver.join({
     }
     last.set(key, n);
     orderHash = Math.imul(orderHash ^ senderId, 16777619) ^ n;
+    if (values.pingpong && !values.sender) {
+      driver.sendDirect(message.sender, message.payload.subarray(4, 8));
+    }
     if (++total % 1024 === 0) hashes.push(orderHash >>> 0);
     if (startedAt > 0 && performance.now() < stopAt) delivered++;
   },
@@ -94,6 +101,12 @@ const driver = await GroupDriver.join({
     }));
     if (startedAt === 0 && !awaiting && view.members.length === members) {
       start();
+    }
+  },
+  direct: () => {
+    if (++answers === members - 1) {
+      samples.push(performance.now() - pingAt);
+      setTimeout(ping, 1);
     }
   },
   state: {
@@ -116,11 +129,26 @@ const payloadView = new DataView(payload.buffer);
 payloadView.setUint32(0, Number(label.replace(/\D/g, "")) || 0);
 let sent = 0;
 
+/** Ping-pong: answers of the current round, when it started, every round's time. */
+let answers = 0;
+let pingAt = 0;
+const samples: number[] = [];
+
+/** Sends the next ping (`--pingpong`), while the time lasts. */
+function ping(): void {
+  if (performance.now() >= stopAt) return;
+  answers = 0;
+  pingAt = performance.now();
+  payloadView.setUint32(4, ++sent);
+  driver.multicast(payload.subarray(0, 16), values.strategy);
+}
+
 function start(): void {
   startedAt = performance.now();
   countedFrom = startedAt;
   stopAt = startedAt + seconds * 1000;
-  if (values.sender) pump();
+  if (values.sender && values.pingpong) ping();
+  else if (values.sender) pump();
   setTimeout(finish, seconds * 1000 + 2000);
 }
 
@@ -137,6 +165,11 @@ function pump(): void {
 
 function finish(): void {
   const elapsed = (Math.min(performance.now(), stopAt) - countedFrom) / 1000;
+  samples.sort((a, b) => a - b);
+  const at = (q: number) =>
+    samples.length === 0
+      ? null
+      : samples[Math.min(samples.length - 1, Math.floor(q * samples.length))];
   console.log(JSON.stringify({
     event: "result",
     label,
@@ -146,6 +179,9 @@ function finish(): void {
     fifoBroken,
     firstBreak,
     hashes,
+    ...(values.pingpong && values.sender
+      ? { rounds: samples.length, p50Ms: at(0.5), p99Ms: at(0.99) }
+      : {}),
   }));
   Deno.exit(0);
 }

@@ -219,6 +219,40 @@ export async function main(args: string[]): Promise<number> {
       }
     }
 
+    // Multicast-and-reply latency: one member multicasts 16 bytes, the
+    // others answer point to point; timed until every answer is in.
+    for (const strategy of strategies) {
+      const group = `/bench/g${++groupNumber}`;
+      const started = startMembers(oracle.replicas, group, 3, (i) => [
+        "--members",
+        "3",
+        "--strategy",
+        strategy,
+        "--seconds",
+        String(seconds),
+        "--pingpong",
+        ...(i === 0 ? ["--sender"] : []),
+      ]);
+      running.push(...started);
+      await Promise.all(started.map((m) => m.done));
+      running.length = 0;
+      const result = started[0].find("result");
+      if (result === undefined || !(result.rounds as number > 0)) {
+        throw new Error(`no latency measured (${group})`);
+      }
+      const line = {
+        bench: "groups",
+        case: "latency",
+        members: 3,
+        strategy,
+        rounds: result.rounds,
+        p50Ms: round(result.p50Ms as number, 3),
+        p99Ms: round(result.p99Ms as number, 3),
+      };
+      progress(JSON.stringify(line));
+      console.log(JSON.stringify(line));
+    }
+
     // Failover: SIGKILL one of three, time until both survivors install
     // the view without it.
     {
