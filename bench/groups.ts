@@ -22,58 +22,11 @@ import { usageError } from "./_usage.ts";
 import { round } from "./_load.ts";
 import { startOracleGroup } from "../oracle/server.ts";
 import { delay, freePorts } from "../tests/oracle/_oracle_processes.ts";
+import { JsonLinesProcess as Member } from "../tests/groups/_json_process.ts";
 
 const USAGE =
   "usage: deno task bench groups [--seconds=3] [--quick] [--strategies=fbcast,cbcast,abcast]";
 const MEMBER = new URL("./_group_member.ts", import.meta.url).pathname;
-const ROOT = new URL("../", import.meta.url).pathname;
-
-interface Line {
-  readonly event: string;
-  readonly [key: string]: unknown;
-}
-
-/** One member process and the JSON lines it printed. */
-class Member {
-  readonly lines: Line[] = [];
-  readonly child: Deno.ChildProcess;
-  readonly done: Promise<unknown>;
-
-  constructor(args: string[]) {
-    const child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "--quiet", "--allow-net", "--allow-env", MEMBER, ...args],
-      cwd: ROOT,
-      stdin: "null",
-      stdout: "piped",
-      stderr: "inherit",
-    }).spawn();
-    this.child = child;
-    this.done = (async () => {
-      let rest = "";
-      for await (
-        const text of child.stdout.pipeThrough(new TextDecoderStream())
-      ) {
-        rest += text;
-        const parts = rest.split("\n");
-        rest = parts.pop()!;
-        for (const part of parts) this.lines.push(JSON.parse(part));
-      }
-      return await child.status;
-    })();
-  }
-
-  find(event: string): Line | undefined {
-    return this.lines.find((l) => l.event === event);
-  }
-
-  kill(): void {
-    try {
-      this.child.kill("SIGKILL");
-    } catch {
-      // Already exited.
-    }
-  }
-}
 
 function progress(message: string): void {
   console.error(`[bench groups] ${message}`);
@@ -88,7 +41,7 @@ function startMembers(
 ): Member[] {
   const ports = freePorts(count);
   return ports.map((port, i) =>
-    new Member([
+    new Member(MEMBER, [
       "--label",
       `m${i + 1}`,
       "--listen",
@@ -272,7 +225,7 @@ export async function main(args: string[]): Promise<number> {
       );
       await delay(500);
       const killedAt = Date.now();
-      three[2].kill();
+      void three[2].kill();
       await waitFor(
         () => three.slice(0, 2).every((m) => views(m).at(-1)?.members === 2),
         30_000,
@@ -289,8 +242,7 @@ export async function main(args: string[]): Promise<number> {
       };
       progress(JSON.stringify(line));
       console.log(JSON.stringify(line));
-      for (const m of three) m.kill();
-      await Promise.all(three.map((m) => m.done));
+      await Promise.all(three.map((m) => m.kill()));
       running.length = 0;
     }
 
@@ -340,8 +292,7 @@ export async function main(args: string[]): Promise<number> {
     console.error(`bench groups: ${(error as Error).stack ?? error}`);
     return 1;
   } finally {
-    for (const m of running) m.kill();
-    await Promise.allSettled(running.map((m) => m.done));
+    await Promise.allSettled(running.map((m) => m.kill()));
     await oracle.stop();
   }
 }

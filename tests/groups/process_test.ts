@@ -1,47 +1,14 @@
 import assert from "node:assert/strict";
 import { startOracleGroup } from "../../oracle/server.ts";
 import { delay, freePorts, withTimeout } from "../oracle/_oracle_processes.ts";
+import { JsonLinesProcess } from "./_json_process.ts";
 
 const SCRIPT = new URL("./_member_process.ts", import.meta.url).pathname;
-const ROOT = new URL("../../", import.meta.url).pathname;
-
-interface Line {
-  readonly event: string;
-  readonly [key: string]: unknown;
-}
 
 /** One member process and everything it printed. */
-class MemberProcess {
-  readonly lines: Line[] = [];
-  readonly child: Deno.ChildProcess;
-  readonly done: Promise<unknown>;
-
+class MemberProcess extends JsonLinesProcess {
   constructor(args: string[]) {
-    const child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "--quiet", "--allow-net", "--allow-env", SCRIPT, ...args],
-      cwd: ROOT,
-      stdin: "null",
-      stdout: "piped",
-      stderr: "inherit",
-      env: { NO_COLOR: "1" },
-    }).spawn();
-    this.child = child;
-    this.done = (async () => {
-      let rest = "";
-      for await (
-        const text of child.stdout.pipeThrough(new TextDecoderStream())
-      ) {
-        rest += text;
-        const parts = rest.split("\n");
-        rest = parts.pop()!;
-        for (const part of parts) this.lines.push(JSON.parse(part));
-      }
-      return await child.status;
-    })();
-  }
-
-  events(event: string): Line[] {
-    return this.lines.filter((l) => l.event === event);
+    super(SCRIPT, args);
   }
 
   /** Delivered ids per view, in order. */
@@ -52,15 +19,6 @@ class MemberProcess {
       byView.set(v, [...byView.get(v) ?? [], l.id as string]);
     }
     return byView;
-  }
-
-  async kill(signal: Deno.Signal = "SIGKILL"): Promise<void> {
-    try {
-      this.child.kill(signal);
-    } catch {
-      // Already exited.
-    }
-    await this.done;
   }
 }
 
