@@ -43,6 +43,11 @@ export class Sender {
     this.#arena = new Uint8Array(shared.o.maxFrameBytes);
   }
 
+  /** The highest own seq given out (sent, or going out at the end of this turn). */
+  get last(): number {
+    return this.#lastSeq;
+  }
+
   /** The highest own seq delivered locally: own messages are collected no further. */
   get delivered(): number {
     return this.#delivered;

@@ -250,8 +250,6 @@ export class GroupMember {
   #closed = false;
   /** A proposal leaves this member out: it sends nothing more. */
   #departing = false;
-  /** The seq of this member's last multicast in the view (sent or about to be, at the end of the turn). */
-  #lastSeq = 0;
   /** Members already reported in this view. */
   #reported = new Set<MemberId>();
   /** A checkpoint being streamed to new members. */
@@ -467,7 +465,6 @@ export class GroupMember {
     envelope.set(header, 3);
     envelope.set(payload, 3 + header.length);
     const seq = reliable.multicast(envelope)!;
-    this.#lastSeq = seq;
     if (item.header === undefined) {
       this.#options.sent?.(payload, this.#view!.viewId, seq, factory.name);
     }
@@ -649,9 +646,6 @@ export class GroupMember {
         this.#deliveredUpTo.get(member) ?? 0,
       );
     }
-    // Everything this member multicast counts, even what goes out only
-    // at the end of this turn: it is sent, so it must be delivered.
-    limit[this.#options.me] = Math.max(limit[this.#options.me], this.#lastSeq);
     const vectors = new Map<MemberId, ReceiveVector>(
       this.#early.get(proposal) ?? [],
     );
@@ -768,8 +762,8 @@ export class GroupMember {
       this.#echo(flush);
     }
     const target = flush.target;
-    const received = reliable.received();
-    if (view.members.some((m) => (received[m] ?? 0) < target[m])) return;
+    const delivered = this.#deliveredUpTo;
+    if (view.members.some((m) => (delivered.get(m) ?? 0) < target[m])) return;
     // Whatever is still held lies beyond the target: nobody delivers it
     // in this flush (a newer one may take it; the new view drops it).
     flush.done = true;
@@ -849,7 +843,6 @@ export class GroupMember {
     this.#reported.clear();
     this.#view = view;
     this.#departing = false;
-    this.#lastSeq = 0;
     this.#ordering = new Map(
       [...this.#byCode].map(([code, factory]) => [
         code,

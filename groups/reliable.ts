@@ -319,13 +319,18 @@ export class ReliableMulticast {
   }
 
   /**
-   * Highest contiguous seq held per sender (own: the last sent), for a flush.
+   * Highest contiguous seq held per sender, for a flush. Own: the last
+   * multicast, including what goes out only at the end of this turn (it
+   * is held, and `unstable` returns it).
    *
    * @returns Member id to seq.
    */
   received(): Record<MemberId, number> {
-    const row = this.#acks.row(this.#o.me);
-    return Object.fromEntries(this.#o.members.map((m, i) => [m, row[i]]));
+    const { me, members } = this.#o;
+    const row = this.#acks.row(me);
+    return Object.fromEntries(
+      members.map((m, i) => [m, i === me ? this.#sender.last : row[i]]),
+    );
   }
 
   /**
