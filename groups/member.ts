@@ -256,6 +256,8 @@ export class GroupMember {
   #senders: StateSender[] = [];
   /** This new member's incoming checkpoint, and who sends it. */
   #receiver: { state: StateReceiver; provider: MemberId } | undefined;
+  /** Where outgoing messages are framed with their strategy and stamp. */
+  #envelope = new Uint8Array(1024);
   /** Deliveries held until the state is restored. */
   #pendingApp: (
     | { message: GroupMessage }
@@ -459,12 +461,20 @@ export class GroupMember {
     // Stamped only once the window has room: a stamp is never wasted.
     const { payload, factory } = item;
     const header = item.header ?? this.#ordering.get(factory.code)!.stamp();
-    const envelope = new Uint8Array(3 + header.length + payload.length);
+    // Built in a reused buffer: the reliable multicast copies it.
+    const size = 3 + header.length + payload.length;
+    if (this.#envelope.length < size) {
+      this.#envelope = new Uint8Array(
+        Math.max(size, 2 * this.#envelope.length),
+      );
+    }
+    const envelope = this.#envelope;
     envelope[0] = factory.code;
-    new DataView(envelope.buffer).setUint16(1, header.length);
+    envelope[1] = header.length >> 8;
+    envelope[2] = header.length & 0xff;
     envelope.set(header, 3);
     envelope.set(payload, 3 + header.length);
-    const seq = reliable.multicast(envelope)!;
+    const seq = reliable.multicast(envelope.subarray(0, size))!;
     if (item.header === undefined) {
       this.#options.sent?.(payload, this.#view!.viewId, seq, factory.name);
     }
