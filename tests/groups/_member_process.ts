@@ -13,6 +13,7 @@
 
 import { parseArgs } from "node:util";
 import { GroupDriver } from "../../groups/driver.ts";
+import { DeliveryDigest } from "./_delivery_digest.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -30,22 +31,9 @@ const { values } = parseArgs({
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
-const state = new Uint32Array(3);
+const state = new DeliveryDigest();
 const print = (event: Record<string, unknown>) =>
   console.log(JSON.stringify(event));
-const digest = () => [...state].map((x) => x.toString(16)).join(".");
-
-function apply(id: string): void {
-  let h1 = 0x811c9dc5;
-  let h2 = 0x01000193;
-  for (let i = 0; i < id.length; i++) {
-    h1 = Math.imul(h1 ^ id.charCodeAt(i), 16777619);
-    h2 = Math.imul(h2 ^ id.charCodeAt(i), 2246822507);
-  }
-  state[0]++;
-  state[1] ^= h1;
-  state[2] ^= h2;
-}
 
 /** The last view this process was told of (a new member's lags behind). */
 let appView = 0;
@@ -58,7 +46,7 @@ const driver = await GroupDriver.join({
   transport: values.transport === "udp" ? "udp" : "tcp",
   deliver: (message) => {
     const id = decoder.decode(message.payload);
-    apply(id);
+    state.apply(id);
     print({
       event: "deliver",
       id,
@@ -73,14 +61,14 @@ const driver = await GroupDriver.join({
       event: "view",
       viewId: view.viewId,
       members: view.members,
-      state: waiting ? null : digest(),
+      state: waiting ? null : String(state),
     });
   },
   state: {
-    checkpoint: () => new Uint8Array(state.slice().buffer),
+    checkpoint: () => state.checkpoint(),
     restore: (bytes) => {
-      state.set(new Uint32Array(bytes.slice().buffer));
-      print({ event: "state", viewId: appView, state: digest() });
+      state.restore(bytes);
+      print({ event: "state", viewId: appView, state: String(state) });
     },
   },
   out: (why) => print({ event: "out", why }),

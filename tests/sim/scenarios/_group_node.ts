@@ -22,6 +22,7 @@ import type { Transport } from "../../../transport/transport.ts";
 import { GroupMember, type GroupMessage } from "../../../groups/member.ts";
 import type { GroupView } from "../../../groups/types.ts";
 import type { Strategy } from "./_group_history.ts";
+import { DeliveryDigest } from "../../groups/_delivery_digest.ts";
 
 /** Settings shared by every node of a run. */
 export interface GroupNodePlan {
@@ -75,12 +76,8 @@ export class GroupNode {
   readonly #peers: Transport;
   #count = 0;
   #leaving = false;
-  /**
-   * The application's state: how many messages it delivered, and two
-   * 32-bit lanes of the XOR of their ids' hashes (the same whatever order
-   * concurrent messages came in).
-   */
-  readonly #state = new Uint32Array(3);
+  /** The application's state. */
+  readonly #state = new DeliveryDigest();
   /** The last view the application was told of (a new member's lag behind the member's). */
   #appView = 0;
   /** The join was refused. */
@@ -117,21 +114,21 @@ export class GroupNode {
       },
       deliver: (message) => {
         const id = decoder.decode(message.payload);
-        this.#apply(id);
+        this.#state.apply(id);
         hooks.delivered(this.name, id, message);
       },
       viewInstalled: (view) => {
         this.#appView = view.viewId;
         hooks.view(this.name, view);
         if (!this.#member.status().awaitingState) {
-          hooks.state(this.name, view.viewId, this.#stateHash());
+          hooks.state(this.name, view.viewId, String(this.#state));
         }
       },
       state: {
-        checkpoint: () => new Uint8Array(this.#state.slice().buffer),
+        checkpoint: () => this.#state.checkpoint(),
         restore: (bytes) => {
-          this.#state.set(new Uint32Array(bytes.slice().buffer));
-          hooks.state(this.name, this.#appView, this.#stateHash());
+          this.#state.restore(bytes);
+          hooks.state(this.name, this.#appView, String(this.#state));
         },
       },
       stateLost: () => {
@@ -224,23 +221,6 @@ export class GroupNode {
   leave(): void {
     this.#leaving = true;
     this.#quietly(this.#client.leave(this.#plan.group, this.name));
-  }
-
-  /** Folds a delivered message into the state. */
-  #apply(id: string): void {
-    let h1 = 0x811c9dc5;
-    let h2 = 0x01000193;
-    for (let i = 0; i < id.length; i++) {
-      h1 = Math.imul(h1 ^ id.charCodeAt(i), 16777619);
-      h2 = Math.imul(h2 ^ id.charCodeAt(i), 2246822507);
-    }
-    this.#state[0]++;
-    this.#state[1] ^= h1;
-    this.#state[2] ^= h2;
-  }
-
-  #stateHash(): string {
-    return [...this.#state].map((x) => x.toString(16)).join(".");
   }
 
   /** The session ended (the Oracle forces the member out): stop. */
