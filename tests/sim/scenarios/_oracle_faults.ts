@@ -100,3 +100,17 @@ export function scheduleOracleFaults<K extends string = never>(
     }
   }
 }
+
+/**
+ * The faults stop: partitions heal, every link is clean again (no loss,
+ * duplication or reordering), and `replicas` restart if they are down.
+ */
+export function stopOracleFaults(
+  sim: Simulation,
+  replicas: readonly PeerId[],
+): void {
+  sim.heal();
+  sim.resetLink();
+  sim.setDefaultLink({ loss: 0, duplicate: 0, reorder: 0 });
+  for (const id of replicas) sim.restart(id);
+}

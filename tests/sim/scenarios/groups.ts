@@ -31,6 +31,7 @@ import { GroupRecorder, type Strategy } from "./_group_history.ts";
 import { checkGroupHistory, checkLiveness } from "./_group_checks.ts";
 import { randomSplit } from "./_split.ts";
 import { superviseReplicas } from "./_supervise.ts";
+import { stopOracleFaults } from "./_oracle_faults.ts";
 
 const ORACLE = ["o1", "o2", "o3"];
 const GROUP = "/g";
@@ -178,10 +179,7 @@ async function run(sim: Simulation, random: Prng): Promise<string | undefined> {
   await sim.runForAsync(plan.faultWindowMs);
 
   // Faults stop: heal, clean links, restart every node that is down.
-  sim.heal();
-  sim.resetLink();
-  sim.setDefaultLink({ loss: 0, duplicate: 0, reorder: 0 });
-  for (const id of ORACLE) sim.restart(id);
+  stopOracleFaults(sim, ORACLE);
   // Nodes down, or whose member is out of the group, come back as new
   // members (new incarnations, new names).
   for (const id of plan.members) {

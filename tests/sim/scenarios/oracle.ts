@@ -51,7 +51,7 @@ import {
 } from "./_oracle_worker.ts";
 import { randomSplit } from "./_split.ts";
 import { superviseReplicas } from "./_supervise.ts";
-import { scheduleOracleFaults } from "./_oracle_faults.ts";
+import { scheduleOracleFaults, stopOracleFaults } from "./_oracle_faults.ts";
 
 /** Settings of one run, drawn from the seed. */
 interface Plan {
@@ -190,10 +190,7 @@ async function run(sim: Simulation, random: Prng): Promise<string | undefined> {
   await sim.runForAsync(plan.faultWindowMs);
 
   // Faults stop: heal, clean links, restart whoever is down or failed.
-  sim.heal();
-  sim.resetLink();
-  sim.setDefaultLink({ loss: 0, duplicate: 0, reorder: 0 });
-  for (const id of plan.replicas) sim.restart(id);
+  stopOracleFaults(sim, plan.replicas);
   for (const id of plan.clients) sim.restart(id);
   const settled = () =>
     checker.fatalErrors.length > 0 ||

@@ -52,7 +52,7 @@ import {
 import { checkHistories, simulationOptions } from "./oracle.ts";
 import { randomSplit } from "./_split.ts";
 import { superviseReplicas } from "./_supervise.ts";
-import { scheduleOracleFaults } from "./_oracle_faults.ts";
+import { scheduleOracleFaults, stopOracleFaults } from "./_oracle_faults.ts";
 import {
   TREE_CHANNELS,
   TREE_GROUPS,
@@ -291,10 +291,7 @@ async function run(sim: Simulation, random: Prng): Promise<string | undefined> {
 
   await sim.runForAsync(plan.faultWindowMs);
 
-  sim.heal();
-  sim.resetLink();
-  sim.setDefaultLink({ loss: 0, duplicate: 0, reorder: 0 });
-  for (const id of REPLICAS) sim.restart(id);
+  stopOracleFaults(sim, REPLICAS);
   for (const id of plan.clients) sim.restart(id);
   const settled = () =>
     recorder.fatalErrors.length > 0 || operatorErrors.length > 0 ||
