@@ -79,6 +79,8 @@ export class TreeTable {
    * `not_owner` when a child adopted no prefix at or above it.
    */
   check(path: string): OracleErrorResult | undefined {
+    // The common case, on every operation: a root that delegated nothing.
+    if (this.#root && this.#delegations.size === 0) return undefined;
     const owner = ownerPath(path);
     if (isReserved(owner)) return undefined;
     let owned = this.#root;
