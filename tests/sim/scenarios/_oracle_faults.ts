@@ -37,18 +37,29 @@ export interface OracleFaultPlan<K extends string> {
   readonly kinds: readonly (OracleFault | K)[];
   /** The two sides of a `replicas` partition. */
   splitReplicas(): [PeerId[], PeerId[]];
-  /** Crashes a client; `false` if it was down. */
-  crashClient(id: PeerId): boolean;
-  restartClient(id: PeerId): void;
+  /** The session of client `id`'s current worker, if it has one. */
+  sessionOf(id: PeerId): string | undefined;
+  /** Told that client `id`, holding `session`, crashed. */
+  clientCrashed(session: string): void;
   /** Schedules a fault of the family's own kind. */
   own?(kind: K, at: number, duration: number): void;
+}
+
+/** The faults of one run, once scheduled. */
+export interface OracleFaults {
+  /**
+   * Clients a `client` fault crashed stay down from now on (the final
+   * phase stops every client for good).
+   */
+  stopClientRestarts(): void;
 }
 
 /** Draws and schedules the faults of one run. */
 export function scheduleOracleFaults<K extends string = never>(
   plan: OracleFaultPlan<K>,
-): void {
+): OracleFaults {
   const { sim, random, windowMs: window } = plan;
+  let clientRestarts = true;
   const everyone = [...plan.replicas, ...plan.clients];
   const count = random.intBetween(plan.count[0], plan.count[1]);
   for (let i = 0; i < count; i++) {
@@ -89,16 +100,18 @@ export function scheduleOracleFaults<K extends string = never>(
       // go to the next waiter; it comes back under a new session.
       const victim = random.pick([...plan.clients]);
       sim.schedule(at, () => {
-        if (!plan.crashClient(victim)) return;
-        sim.schedule(
-          duration + plan.sessionTtlMs,
-          () => plan.restartClient(victim),
-        );
+        const session = plan.sessionOf(victim);
+        if (!sim.crash(victim)) return;
+        if (session !== undefined) plan.clientCrashed(session);
+        sim.schedule(duration + plan.sessionTtlMs, () => {
+          if (clientRestarts) sim.restart(victim);
+        });
       });
     } else {
       plan.own?.(kind as K, at, duration);
     }
   }
+  return { stopClientRestarts: () => clientRestarts = false };
 }
 
 /**

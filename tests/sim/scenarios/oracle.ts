@@ -157,20 +157,8 @@ async function run(sim: Simulation, random: Prng): Promise<string | undefined> {
   }
   for (const id of plan.replicas) sim.start(id);
   for (const id of plan.clients) sim.start(id);
-  const crashClient = (id: PeerId) => {
-    const session = workers.get(id)?.session;
-    if (!sim.crash(id)) return false;
-    if (session !== undefined) checker.clientCrashed(session);
-    return true;
-  };
-  // Clients crashed late in the fault window come back only until the
-  // final phase, which stops every client for good.
-  let finalPhase = false;
-  const restartClient = (id: PeerId) => {
-    if (!finalPhase) sim.restart(id);
-  };
   const faults = random.fork("faults");
-  scheduleOracleFaults({
+  const scheduled = scheduleOracleFaults({
     sim,
     random: faults,
     windowMs: plan.faultWindowMs,
@@ -180,8 +168,8 @@ async function run(sim: Simulation, random: Prng): Promise<string | undefined> {
     count: [3, 10],
     kinds: ["partition", "replicas", "crash", "crash", "lossy", "client"],
     splitReplicas: () => randomSplit(faults, plan.replicas),
-    crashClient,
-    restartClient,
+    sessionOf: (id) => workers.get(id)?.session,
+    clientCrashed: (session) => checker.clientCrashed(session),
   });
 
   // A replica that stopped on a storage failure is restarted.
@@ -227,7 +215,7 @@ async function run(sim: Simulation, random: Prng): Promise<string | undefined> {
 
   // Stop the clients, crash every replica at once, restart them all, and
   // read every channel back: nothing acknowledged may be missing.
-  finalPhase = true;
+  scheduled.stopClientRestarts();
   for (const id of plan.clients) sim.crash(id);
   for (const id of plan.replicas) sim.crash(id);
   for (const id of plan.replicas) sim.restart(id);

@@ -236,18 +236,8 @@ async function run(sim: Simulation, random: Prng): Promise<string | undefined> {
   }
   for (const id of REPLICAS) sim.start(id);
   for (const id of plan.clients) sim.start(id);
-  const crashClient = (id: PeerId) => {
-    const session = workers.get(id)?.session;
-    if (!sim.crash(id)) return false;
-    if (session !== undefined) recorder.clientCrashed(session);
-    return true;
-  };
-  let finalPhase = false;
-  const restartClient = (id: PeerId) => {
-    if (!finalPhase) sim.restart(id);
-  };
   const faults = random.fork("faults");
-  scheduleOracleFaults({
+  const scheduled = scheduleOracleFaults({
     sim,
     random: faults,
     windowMs: plan.faultWindowMs,
@@ -272,8 +262,8 @@ async function run(sim: Simulation, random: Prng): Promise<string | undefined> {
         ? [[...group.ids], [...ROOT]]
         : randomSplit(faults, group.ids);
     },
-    crashClient,
-    restartClient,
+    sessionOf: (id) => workers.get(id)?.session,
+    clientCrashed: (session) => recorder.clientCrashed(session),
     // A client loses the root only, for longer than its session lives:
     // the root ends the session; the children must end it too although
     // the client still keeps it alive there.
@@ -341,7 +331,7 @@ async function run(sim: Simulation, random: Prng): Promise<string | undefined> {
 
   // Stop the clients, crash every replica of every group at once, restart
   // them all, and read everything back through the tree.
-  finalPhase = true;
+  scheduled.stopClientRestarts();
   for (const id of plan.clients) sim.crash(id);
   for (const id of REPLICAS) sim.crash(id);
   for (const id of REPLICAS) sim.restart(id);
