@@ -6,6 +6,8 @@
  * @module
  */
 
+import { MAX_GBCAST_DATA_LENGTH } from "./commands.ts";
+
 /** The longest path the client sends, in UTF-16 code units. */
 export const MAX_PATH_LENGTH = 4096;
 
@@ -77,6 +79,29 @@ export function checkInteger(
     );
   }
   return value;
+}
+
+/** The largest gbcast payload, in bytes (its base64 fits the Oracle's limit). */
+export const MAX_GBCAST_BYTES = (MAX_GBCAST_DATA_LENGTH / 4) * 3;
+
+/**
+ * Checks a gbcast payload.
+ *
+ * @throws {TypeError} if it is not a `Uint8Array`.
+ * @throws {RangeError} if it is larger than {@linkcode MAX_GBCAST_BYTES}.
+ */
+export function checkGbcastPayload(payload: unknown): Uint8Array {
+  if (!(payload instanceof Uint8Array)) {
+    throw new TypeError(
+      `Invalid gbcast payload ${String(payload)}: must be a Uint8Array`,
+    );
+  }
+  if (payload.length > MAX_GBCAST_BYTES) {
+    throw new RangeError(
+      `Invalid gbcast payload of ${payload.length} bytes: at most ${MAX_GBCAST_BYTES} allowed`,
+    );
+  }
+  return payload;
 }
 
 /**

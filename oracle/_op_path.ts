@@ -25,6 +25,7 @@ export function opPath(op: WriteOp | ReadOp): string | undefined {
     case "leave":
     case "remove":
     case "flushed":
+    case "gbcast":
     case "get_view":
       return op.group;
     default:

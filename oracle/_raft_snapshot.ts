@@ -6,7 +6,7 @@
  * @module
  */
 
-import { fromBase64, toBase64 } from "./_raft_base64.ts";
+import { fromBase64, toBase64 } from "../runtime/_base64.ts";
 import type {
   ReplicaId,
   Snapshot,

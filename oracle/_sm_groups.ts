@@ -9,10 +9,17 @@
  * under a higher view id. Every proposal and installation is appended to
  * the group's view channel.
  *
+ * A gbcast is a change too: a proposal with the same members that carries
+ * the message, so the members deliver it at the end of the installed view,
+ * after every other message of that view and before the next one. Queued
+ * gbcasts and membership changes keep their order: consecutive gbcasts
+ * share a proposal, consecutive membership changes another.
+ *
  * @module
  */
 
 import type {
+  GbcastMessage,
   GroupView,
   Json,
   OracleErrorResult,
@@ -28,11 +35,17 @@ interface Proposal {
   members: ViewMember[];
   survivors: string[];
   flushed: string[];
+  /** gbcasts delivered at the end of the installed view, in order. */
+  messages: GbcastMessage[];
 }
 
 type Change =
   | { kind: "join"; member: string; session: string }
-  | { kind: "leave"; member: string };
+  | { kind: "leave"; member: string }
+  | { kind: "gbcast"; message: GbcastMessage };
+
+/** Most gbcasts one proposal carries (the rest wait for the next). */
+const MAX_GBCASTS_PER_VIEW = 16;
 
 interface Group {
   /** The highest view id used, by an installed view or a proposal. */
@@ -42,16 +55,33 @@ interface Group {
   pending: Change[];
   /** Names removed by force: they may never rejoin. */
   removed: Set<string>;
+  /** Per member, the highest gbcast `seq` taken (a retry is taken once). */
+  gbcastSeq: Map<string, number>;
 }
+
+type PendingSnapshot =
+  | [string, "join", string]
+  | [string, "leave"]
+  | [string, "gbcast", number, string];
 
 /** A group as a snapshot stores it. */
 export type GroupSnapshot = [
   name: string,
   lastId: number,
   installed: [number, [string, string][]] | null,
-  proposal: [number, number, [string, string][], string[], string[]] | null,
-  pending: ([string, "join", string] | [string, "leave"])[],
+  proposal:
+    | [
+      number,
+      number,
+      [string, string][],
+      string[],
+      string[],
+      messages?: [string, number, string][],
+    ]
+    | null,
+  pending: PendingSnapshot[],
   removed: string[],
+  gbcastSeq?: [string, number][],
 ];
 
 /** A group operation's result: the view id concerned, or an error. */
@@ -91,6 +121,7 @@ export class GroupTable {
         proposal: null,
         pending: [],
         removed: new Set(),
+        gbcastSeq: new Map(),
       };
       this.#groups.set(name, group);
     }
@@ -129,7 +160,7 @@ export class GroupTable {
     return g.proposal?.members ?? g.installed?.members ?? [];
   }
 
-  #pendingIndex(g: Group, kind: Change["kind"], member: string): number {
+  #pendingIndex(g: Group, kind: "join" | "leave", member: string): number {
     return g.pending.findIndex((c) => c.kind === kind && c.member === member);
   }
 
@@ -140,7 +171,16 @@ export class GroupTable {
     }
   }
 
-  #propose(name: string, g: Group, members: ViewMember[]): number {
+  /**
+   * Proposes the next view: `members`, and `messages` (gbcasts) delivered
+   * at the end of the installed view, those of senders that survive.
+   */
+  #propose(
+    name: string,
+    g: Group,
+    members: ViewMember[],
+    messages: readonly GbcastMessage[] = [],
+  ): number {
     const viewId = ++g.lastId;
     const current = g.installed?.members ?? [];
     const names = new Set(members.map((m) => m.member));
@@ -149,11 +189,19 @@ export class GroupTable {
     );
     g.proposal = null;
     if (survivors.length === 0) {
-      this.#install(name, g, viewId, members);
+      this.#install(name, g, viewId, members, []);
       return viewId;
     }
     const fromViewId = g.installed?.viewId ?? 0;
-    g.proposal = { viewId, fromViewId, members, survivors, flushed: [] };
+    const carried = messages.filter((m) => survivors.includes(m.member));
+    g.proposal = {
+      viewId,
+      fromViewId,
+      members,
+      survivors,
+      flushed: [],
+      messages: carried,
+    };
     const event: ViewEvent = {
       type: "propose",
       group: name,
@@ -165,12 +213,19 @@ export class GroupTable {
         m.member
       ),
       leaving: current.filter((m) => !names.has(m.member)).map((m) => m.member),
+      ...(carried.length > 0 ? { messages: carried } : {}),
     };
     this.#append(viewChannel(name), event as unknown as Json);
     return viewId;
   }
 
-  #install(name: string, g: Group, viewId: number, members: ViewMember[]) {
+  #install(
+    name: string,
+    g: Group,
+    viewId: number,
+    members: ViewMember[],
+    messages: readonly GbcastMessage[],
+  ) {
     const old = g.installed?.members ?? [];
     g.installed = { viewId, members };
     g.proposal = null;
@@ -182,23 +237,47 @@ export class GroupTable {
       members,
       joined: members.filter((m) => !has(old, m.member)).map((m) => m.member),
       left: left.map((m) => m.member),
+      ...(messages.length > 0 ? { messages } : {}),
     };
     this.#append(viewChannel(name), event as unknown as Json);
     for (const m of left) this.#forgetIfGone(name, g, m.member, m.session);
-    if (g.pending.length > 0) {
-      const leaving = new Set<string>();
-      const joining: ViewMember[] = [];
-      for (const change of g.pending) {
-        if (change.kind === "leave") leaving.add(change.member);
-        else joining.push({ member: change.member, session: change.session });
-      }
-      g.pending = [];
-      this.#propose(
-        name,
-        g,
-        members.filter((m) => !leaving.has(m.member)).concat(joining),
-      );
+    this.#proposePending(name, g, members);
+  }
+
+  /**
+   * Proposes what waited for the installed view, in request order: the
+   * leading gbcasts (of members still in `members`) as one proposal, or
+   * else the membership changes up to the next gbcast.
+   */
+  #proposePending(name: string, g: Group, members: ViewMember[]): void {
+    const messages: GbcastMessage[] = [];
+    while (
+      g.pending[0]?.kind === "gbcast" &&
+      messages.length < MAX_GBCASTS_PER_VIEW
+    ) {
+      const { message } = g.pending.shift() as Change & { kind: "gbcast" };
+      if (has(members, message.member)) messages.push(message);
     }
+    if (messages.length > 0) {
+      this.#propose(name, g, members, messages);
+      return;
+    }
+    if (g.pending.length === 0) return;
+    const end = g.pending.findIndex((c) => c.kind === "gbcast");
+    const changes = g.pending.splice(0, end < 0 ? g.pending.length : end);
+    const leaving = new Set<string>();
+    const joining: ViewMember[] = [];
+    for (const change of changes) {
+      if (change.kind === "leave") leaving.add(change.member);
+      else if (change.kind === "join") {
+        joining.push({ member: change.member, session: change.session });
+      }
+    }
+    this.#propose(
+      name,
+      g,
+      members.filter((m) => !leaving.has(m.member)).concat(joining),
+    );
   }
 
   /** `member`, owned by `session`, asks to join. */
@@ -312,12 +391,20 @@ export class GroupTable {
     }
     const leaveAt = this.#pendingIndex(g, "leave", member);
     if (leaveAt >= 0) g.pending.splice(leaveAt, 1);
+    g.pending = g.pending.filter((c) =>
+      c.kind !== "gbcast" || c.message.member !== member
+    );
     const effective = this.#effective(g);
     if (!has(effective, member)) {
       // Already leaving in the proposal in flight.
       return { viewId: g.lastId };
     }
-    const viewId = this.#propose(name, g, without(effective, member));
+    const viewId = this.#propose(
+      name,
+      g,
+      without(effective, member),
+      g.proposal?.messages,
+    );
     this.#forgetIfGone(name, g, member, owner);
     return { viewId };
   }
@@ -358,9 +445,53 @@ export class GroupTable {
     }
     if (!p.flushed.includes(member)) p.flushed.push(member);
     if (p.flushed.length === p.survivors.length) {
-      this.#install(name, g, p.viewId, p.members);
+      this.#install(name, g, p.viewId, p.members, p.messages);
     }
     return undefined;
+  }
+
+  /**
+   * `member`, owned by `session`, multicasts `data` (base64) in gbcast
+   * order: proposed at once with the same members, or queued behind the
+   * proposal in flight. A `seq` at or below the member's last is a retry:
+   * taken once.
+   */
+  gbcast(
+    name: string,
+    member: string,
+    session: string,
+    seq: number,
+    data: string,
+  ): GroupResult {
+    const g = this.#groups.get(name);
+    const installed = g?.installed?.members ?? [];
+    if (g === undefined || !has(installed, member)) {
+      return fail(
+        "membership",
+        `Member ${quote(member)} is not in the installed view of group ${
+          quote(name)
+        }: only its members may gbcast`,
+      );
+    }
+    const owner = this.#ownerOf(g, member);
+    if (owner !== session) {
+      return fail(
+        "membership",
+        `Member ${quote(member)} of group ${quote(name)} belongs to session ${
+          quote(owner ?? "")
+        }`,
+      );
+    }
+    if (seq <= (g.gbcastSeq.get(member) ?? 0)) return { viewId: g.lastId };
+    g.gbcastSeq.set(member, seq);
+    const message: GbcastMessage = { member, seq, data };
+    if (g.proposal !== null) {
+      g.pending.push({ kind: "gbcast", message });
+      return { viewId: g.lastId + 1 };
+    }
+    return {
+      viewId: this.#propose(name, g, this.#effective(g), [message]),
+    };
   }
 
   /** Forces every member a session owns out of every group, in (group, member) order. */
@@ -432,13 +563,17 @@ export class GroupTable {
           toPairs(p.members),
           p.survivors,
           p.flushed,
+          p.messages.map((m) => [m.member, m.seq, m.data]),
         ],
-        g.pending.map((c) =>
+        g.pending.map((c): PendingSnapshot =>
           c.kind === "join"
             ? [c.member, "join", c.session]
-            : [c.member, "leave"]
+            : c.kind === "leave"
+            ? [c.member, "leave"]
+            : [c.message.member, "gbcast", c.message.seq, c.message.data]
         ),
         [...g.removed],
+        [...g.gbcastSeq],
       ]);
     }
     return out;
@@ -450,7 +585,8 @@ export class GroupTable {
   ): GroupTable {
     const table = new GroupTable(append);
     for (
-      const [name, lastId, installed, proposal, pending, removed] of snapshot
+      const [name, lastId, installed, proposal, pending, removed, gbcastSeq]
+        of snapshot
     ) {
       const g: Group = {
         lastId,
@@ -463,13 +599,24 @@ export class GroupTable {
           members: fromPairs(proposal[2]),
           survivors: [...proposal[3]],
           flushed: [...proposal[4]],
+          messages: (proposal[5] ?? []).map(([member, seq, data]) => ({
+            member,
+            seq,
+            data,
+          })),
         },
-        pending: pending.map((c) =>
+        pending: pending.map((c): Change =>
           c[1] === "join"
             ? { kind: "join", member: c[0], session: c[2] }
-            : { kind: "leave", member: c[0] }
+            : c[1] === "leave"
+            ? { kind: "leave", member: c[0] }
+            : {
+              kind: "gbcast",
+              message: { member: c[0], seq: c[2], data: c[3] },
+            }
         ),
         removed: new Set(removed),
+        gbcastSeq: new Map(gbcastSeq ?? []),
       };
       table.#groups.set(name, g);
       for (const m of g.installed?.members ?? []) {

@@ -6,12 +6,13 @@
  * @module
  */
 
-import type {
-  OpResult,
-  OracleErrorCode,
-  OracleErrorResult,
-  ReadOp,
-  WriteOp,
+import {
+  MAX_GBCAST_DATA_LENGTH,
+  type OpResult,
+  type OracleErrorCode,
+  type OracleErrorResult,
+  type ReadOp,
+  type WriteOp,
 } from "./commands.ts";
 import { isReserved, pathError } from "./path.ts";
 
@@ -37,6 +38,9 @@ export const MAX_TREE_REPLICA_ID_LENGTH = 128;
 export const MAX_TREE_ADDRESS_LENGTH = 255;
 /** The most session ids one `ended_sessions` read checks. */
 export const MAX_ENDED_QUERY = 1_000;
+/** Standard base64 with padding: what a gbcast's data must be. */
+export const BASE64 =
+  /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 
 /** Builds an error result. */
 export function fail(
@@ -198,6 +202,17 @@ export function checkWriteOp(
       return checkPathField("group", op.group, true) ??
         checkName("member", op.member, MAX_MEMBER_LENGTH) ??
         checkCount("viewId", op.viewId, 1);
+    case "gbcast":
+      return checkPathField("group", op.group, true) ??
+        checkName("member", op.member, MAX_MEMBER_LENGTH) ??
+        checkCount("seq", op.seq, 1) ??
+        (typeof op.data === "string" &&
+            op.data.length <= MAX_GBCAST_DATA_LENGTH && BASE64.test(op.data)
+          ? undefined
+          : fail(
+            "invalid",
+            `Field "data" must be base64 of at most ${MAX_GBCAST_DATA_LENGTH} characters`,
+          ));
     case "delegate":
       return checkPathField("prefix", op.prefix, true) ??
         checkName("group", op.group, MAX_TREE_GROUP_LENGTH) ??

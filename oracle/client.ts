@@ -46,6 +46,7 @@ import type {
 } from "./commands.ts";
 import {
   checkDuration,
+  checkGbcastPayload,
   checkInteger,
   checkJson,
   checkName,
@@ -53,6 +54,7 @@ import {
   checkReplicaAddresses,
   checkSessionIds,
 } from "./_client_args.ts";
+import { toBase64 } from "../runtime/_base64.ts";
 import {
   DEFAULT_DEADLINE_MS,
   DEFAULT_MAX_INFLIGHT,
@@ -1051,6 +1053,44 @@ export class OracleClient {
         JSON.stringify(group)
       }`,
       parseNothing,
+    );
+  }
+
+  /**
+   * Multicasts `payload` to a group in gbcast order (see
+   * {@linkcode GbcastOp}): the Oracle orders it like a view change, and
+   * the members deliver it at the end of the installed view.
+   *
+   * @example Send a gbcast
+   * ```ts ignore
+   * await client.gbcast("/apps/kv", "node-a", 1, new Uint8Array([1, 2]));
+   * ```
+   *
+   * @param group The group's path.
+   * @param member The sending member, in the installed view.
+   * @param seq The sender's number for it, above its last (a retry keeps it).
+   * @param payload At most 12,288 bytes.
+   * @returns The id of the view proposed (or to be proposed) with it.
+   * @throws {TypeError} if an argument has the wrong type.
+   * @throws {RangeError} if `seq` is not a positive integer or `payload` is too large.
+   * @throws {OracleError} `membership` if `member` is not in the installed
+   * view; `timeout`,
+   * `closed` or `session_expired`.
+   */
+  async gbcast(
+    group: string,
+    member: string,
+    seq: number,
+    payload: Uint8Array,
+  ): Promise<{ viewId: number }> {
+    checkPath("group", group);
+    checkName("member", member);
+    checkInteger("seq", seq, 1);
+    const data = toBase64(checkGbcastPayload(payload));
+    return await this.#request(
+      { op: "gbcast", group, member, seq, data },
+      `gbcast from ${JSON.stringify(member)} to ${JSON.stringify(group)}`,
+      parseViewId,
     );
   }
 

@@ -129,6 +129,42 @@ export interface FlushedOp {
 }
 
 /**
+ * Multicasts `data` to a group in gbcast order: the Oracle orders it like
+ * a view change, against every other message and every view. It becomes
+ * a proposal with the same members that carries it; once every member
+ * flushed, each delivers it after every message of the installed view and
+ * before the next view. Only a member of the installed view may send one,
+ * and it is dropped if its sender leaves the group before that view is
+ * installed. A retried request (the same `seq` or a lower one) is taken
+ * once.
+ */
+export interface GbcastOp {
+  /** The operation's name. */
+  readonly op: "gbcast";
+  /** The group's path. */
+  readonly group: string;
+  /** The sending member's name (owned by the request's session). */
+  readonly member: string;
+  /** The sender's number for it: 1, 2, 3, ... (higher than its last). */
+  readonly seq: number;
+  /** The message, base64 (at most {@linkcode MAX_GBCAST_DATA_LENGTH} characters). */
+  readonly data: string;
+}
+
+/** The longest base64 `data` of a {@linkcode GbcastOp} (12 KiB of bytes). */
+export const MAX_GBCAST_DATA_LENGTH = 16_384;
+
+/** A gbcast a proposal carries: delivered, in order, at the end of the installed view. */
+export interface GbcastMessage {
+  /** The member that sent it. */
+  readonly member: string;
+  /** The sender's number for it. */
+  readonly seq: number;
+  /** The message, base64. */
+  readonly data: string;
+}
+
+/**
  * Hands the subtree at `prefix` to another Oracle group (the parent's
  * side of a delegation). Refused (`delegation`) when this group does not
  * own the prefix, when it overlaps another delegation, or when this group
@@ -158,6 +194,7 @@ export type WriteOp =
   | LeaveOp
   | RemoveOp
   | FlushedOp
+  | GbcastOp
   | DelegateOp;
 
 /** Reads a channel's retained events from `from`, at most `limit`. */
@@ -296,6 +333,8 @@ export type ViewEvent =
     readonly survivors: readonly string[];
     readonly joining: readonly string[];
     readonly leaving: readonly string[];
+    /** gbcasts delivered at the end of the installed view (absent when none). */
+    readonly messages?: readonly GbcastMessage[];
   }
   | {
     readonly type: "view";
@@ -304,6 +343,8 @@ export type ViewEvent =
     readonly members: readonly ViewMember[];
     readonly joined: readonly string[];
     readonly left: readonly string[];
+    /** gbcasts the previous view's members delivered last in it (absent when none). */
+    readonly messages?: readonly GbcastMessage[];
   };
 
 /** A subtree of paths one Oracle group handed to another. */

@@ -566,6 +566,16 @@ export class OracleStateMachine {
       case "flushed":
         return this.#groups.flushed(op.group, op.viewId, op.member, id) ??
           { ok: null };
+      case "gbcast": {
+        const result = this.#groups.gbcast(
+          op.group,
+          op.member,
+          id,
+          op.seq,
+          op.data,
+        );
+        return "error" in result ? result : { ok: { viewId: result.viewId } };
+      }
       case "delegate": {
         const plan = this.#tree.planDelegation(
           op,

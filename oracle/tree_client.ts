@@ -42,6 +42,7 @@ import {
   type Subscription,
 } from "./client.ts";
 import {
+  checkGbcastPayload,
   checkInteger,
   checkJson,
   checkName,
@@ -732,6 +733,42 @@ export class OracleTreeClient {
         JSON.stringify(group)
       }`,
       (client) => client.flushed(group, viewId, member),
+    );
+  }
+
+  /**
+   * Multicasts `payload` to a group in gbcast order, at the Oracle group
+   * that owns the group (see {@linkcode OracleClient.gbcast}).
+   *
+   * @example Send a gbcast
+   * ```ts ignore
+   * await client.gbcast("/apps/kv", "node-a", 1, new Uint8Array([1, 2]));
+   * ```
+   *
+   * @param group The group's path.
+   * @param member The sending member, in the installed view.
+   * @param seq The sender's number for it, above its last (a retry keeps it).
+   * @param payload At most 12,288 bytes.
+   * @returns The id of the view proposed (or to be proposed) with it.
+   * @throws {TypeError} if an argument has the wrong type.
+   * @throws {RangeError} if `seq` is not a positive integer or `payload` is too large.
+   * @throws {OracleError} `membership` if `member` is not in the installed
+   * view; otherwise as {@linkcode OracleTreeClient.append}.
+   */
+  async gbcast(
+    group: string,
+    member: string,
+    seq: number,
+    payload: Uint8Array,
+  ): Promise<{ viewId: number }> {
+    checkPath("group", group);
+    checkName("member", member);
+    checkInteger("seq", seq, 1);
+    checkGbcastPayload(payload);
+    return await this.#call(
+      group,
+      `gbcast from ${JSON.stringify(member)} to ${JSON.stringify(group)}`,
+      (client) => client.gbcast(group, member, seq, payload),
     );
   }
 

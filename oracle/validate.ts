@@ -24,9 +24,14 @@
  */
 
 import { z } from "zod";
-import type { Json, OracleErrorResult } from "./commands.ts";
+import {
+  type Json,
+  MAX_GBCAST_DATA_LENGTH,
+  type OracleErrorResult,
+} from "./commands.ts";
 import { MAX_PATH_BYTES, pathError } from "./path.ts";
 import {
+  BASE64,
   MAX_ENDED_QUERY,
   MAX_MEMBER_LENGTH,
   MAX_READ_LIMIT,
@@ -113,6 +118,15 @@ const OPS = {
     group: path,
     viewId: count(1),
     member,
+  }),
+  gbcast: z.strictObject({
+    op: z.literal("gbcast"),
+    group: path,
+    member,
+    seq: count(1),
+    data: z.string().max(MAX_GBCAST_DATA_LENGTH).regex(BASE64, {
+      message: "must be base64",
+    }),
   }),
   read: z.strictObject({
     op: z.literal("read"),

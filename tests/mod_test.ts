@@ -24,6 +24,7 @@ Deno.test("root module exports exactly the stable core", () => {
 
 Deno.test("oracle module exports the client, the servers and the replica", () => {
   assert.deepEqual(Object.keys(oracle).sort(), [
+    "MAX_GBCAST_DATA_LENGTH",
     "MAX_PATH_BYTES",
     "MAX_PATH_SEGMENTS",
     "MAX_SEGMENT_BYTES",

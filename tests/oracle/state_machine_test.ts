@@ -6,94 +6,13 @@ import {
   type StateMachineOptions,
 } from "../../oracle/state_machine.ts";
 import type {
-  ChannelEvent,
   ClientRequest,
   EntryCommand,
-  OpResult,
   ViewEvent,
   WriteOp,
 } from "../../oracle/commands.ts";
 import { viewChannel } from "../../oracle/commands.ts";
-
-/** Drives a state machine: numbers entries and, per session, requests. */
-class Harness {
-  sm: OracleStateMachine;
-  index = 0;
-  #next = new Map<string, number>();
-
-  constructor(options?: StateMachineOptions) {
-    this.sm = new OracleStateMachine(options);
-  }
-
-  entry(command: EntryCommand): ApplyOutput[] {
-    return this.sm.apply(++this.index, command);
-  }
-
-  /** Builds the next request of a session (acked 0 unless given: nothing forgotten). */
-  request(session: string, op: WriteOp, acked = 0): ClientRequest {
-    const n = this.#next.get(session) ?? 1;
-    this.#next.set(session, n + 1);
-    return { session, req: n, acked, op };
-  }
-
-  /** Applies one request in its own entry; returns all outputs. */
-  send(session: string, op: WriteOp): ApplyOutput[] {
-    return this.entry({ batch: [this.request(session, op)] });
-  }
-
-  /** Applies one request and returns its own reply's result (throws if none). */
-  call(session: string, op: WriteOp): OpResult {
-    const request = this.request(session, op);
-    const out = this.entry({ batch: [request] });
-    const reply = replyTo(out, session, request.req);
-    assert.ok(reply, `no reply to ${session}#${request.req} ${op.op}`);
-    return reply;
-  }
-
-  open(session: string, ttlMs = 5_000): void {
-    assert.deepEqual(this.call(session, { op: "open_session", ttlMs }), {
-      ok: { session, ttlMs },
-    });
-  }
-
-  views(group: string): ViewEvent[] {
-    const read = this.sm.eventsFrom(viewChannel(group), 1, 1000);
-    assert.ok(!("compacted" in read));
-    return read.events.map((e) => e.data as unknown as ViewEvent);
-  }
-}
-
-function replyTo(
-  out: ApplyOutput[],
-  session: string,
-  req: number,
-): OpResult | undefined {
-  for (const o of out) {
-    if (o.kind === "reply" && o.session === session && o.req === req) {
-      return o.result;
-    }
-  }
-  return undefined;
-}
-
-function replies(out: ApplyOutput[]) {
-  return out.filter((o) => o.kind === "reply");
-}
-
-function events(out: ApplyOutput[]): ChannelEvent[] {
-  return out.flatMap((o) => o.kind === "event" ? [o.event] : []);
-}
-
-function code(result: OpResult | undefined): string | undefined {
-  return result !== undefined && "error" in result
-    ? result.error.code
-    : undefined;
-}
-
-function ok(result: OpResult | undefined): unknown {
-  assert.ok(result !== undefined && "ok" in result, JSON.stringify(result));
-  return result.ok;
-}
+import { code, events, Harness, ok, replies, replyTo } from "./_sm_harness.ts";
 
 Deno.test("dedupe replays retries, forgets acknowledged results and refuses old requests", async (t) => {
   const h = new Harness();
@@ -1002,23 +921,34 @@ function randomStream(
         ? { op: "leave", group: pick(groups), member: member() }
         : r < 0.81
         ? { op: "remove", group: pick(groups), member: member(), reason: "r" }
-        : r < 0.98
+        : r < 0.95
         ? {
           op: "flushed",
           group: pick(groups),
           viewId: 1 + Math.floor(rand() * 30),
           member: member(),
         }
+        : r < 0.98
+        ? {
+          op: "gbcast",
+          group: pick(groups),
+          member: member(),
+          seq: 1 + Math.floor(rand() * 4),
+          data: rand() < 0.5 ? "AQI=" : "",
+        }
         : { op: "close_session" };
       if (op.op === "flushed" && rand() < 0.8) {
         const good = goodFlush();
         if (good !== undefined) ({ session, op } = good);
       }
-      if ((op.op === "leave" || op.op === "remove") && rand() < 0.8) {
+      if (
+        (op.op === "leave" || op.op === "remove" || op.op === "gbcast") &&
+        rand() < 0.8
+      ) {
         const known = knownMember(op.group);
         if (known !== undefined) {
           op = { ...op, member: known.member };
-          if (op.op === "leave") session = known.session;
+          if (op.op !== "remove") session = known.session;
         }
       }
       const req = (next.get(session) ?? 0) + 1;
@@ -1050,6 +980,7 @@ function checkStream(
   tokens: number;
   granted: number;
   installs: number;
+  gbcasts: number;
 } {
   const a = new OracleStateMachine(options);
   const b = new OracleStateMachine(options);
@@ -1058,6 +989,7 @@ function checkStream(
   let tokens = 0;
   let granted = 0;
   let installs = 0;
+  let gbcasts = 0;
   const answered = new Set<string>();
   const lastViewId = new Map<string, number>();
   for (const [i, entry] of entries.entries()) {
@@ -1099,13 +1031,16 @@ function checkStream(
           `view ids grow in ${view.group}`,
         );
         lastViewId.set(view.group, view.viewId);
-        if (view.type === "view") installs++;
+        if (view.type === "view") {
+          installs++;
+          gbcasts += view.messages?.length ?? 0;
+        }
       }
     }
   }
   assert.equal(a.digest(), b.digest());
   assert.equal(restored?.digest() ?? a.digest(), a.digest());
-  return { sm: a, tokens, granted, installs };
+  return { sm: a, tokens, granted, installs, gbcasts };
 }
 
 Deno.test("replicas fed the same random stream agree on digest and outputs; snapshots round-trip", async (t) => {
@@ -1116,6 +1051,7 @@ Deno.test("replicas fed the same random stream agree on digest and outputs; snap
     result = checkStream(randomStream(0x5eed, 4_000, options), options);
     assert.ok(result.granted > 50, `only ${result.granted} lock grants`);
     assert.ok(result.installs > 50, `only ${result.installs} views installed`);
+    assert.ok(result.gbcasts > 10, `only ${result.gbcasts} gbcasts delivered`);
   });
 
   await t.step(

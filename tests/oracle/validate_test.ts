@@ -25,6 +25,7 @@ Deno.test("parseClientFrame accepts every well-formed frame", () => {
     req({ op: "leave", group: "/g", member: "m" }),
     req({ op: "remove", group: "/g", member: "m", reason: "" }),
     req({ op: "flushed", group: "/g", viewId: 3, member: "m" }),
+    req({ op: "gbcast", group: "/g", member: "m", seq: 1, data: "AQI=" }),
     req({ op: "read", path: "/_sys/views/g", from: 0, limit: 1_000 }),
     req({ op: "get_lock", path: "/l" }),
     req({ op: "get_view", group: "/g" }),
@@ -86,6 +87,16 @@ Deno.test("parseClientFrame rejects garbage with clear messages", async (t) => {
       req({ op: "flushed", group: "/g", viewId: 0, member: "m" }),
       "invalid",
       /op\.viewId/,
+    );
+    rejects(
+      req({ op: "gbcast", group: "/g", member: "m", seq: 1, data: "AQI" }),
+      "invalid",
+      /op\.data.*base64/,
+    );
+    rejects(
+      req({ op: "gbcast", group: "/g", member: "m", seq: 0, data: "" }),
+      "invalid",
+      /op\.seq/,
     );
     rejects(
       { t: "sub", id: 1, path: "/a", prefix: "no", from: 1 },

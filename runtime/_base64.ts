@@ -1,5 +1,5 @@
 /**
- * Base64 for snapshot chunks, over `btoa`/`atob` (no dependency).
+ * Base64 (snapshot chunks, gbcast messages), over `btoa`/`atob` (no dependency).
  *
  * @module
  */
