@@ -24,7 +24,7 @@ benchmarks: ${Object.keys(BENCHES).join(", ")}
   transport [--seconds=1] [--repeat=3] [--rounds=5000] [--sizes=64,256,1024]
   oracle [--seconds=5] [--soak=0] [--no-sync] [--profile=DIR]
   oracle-tree [--seconds=5] [--clients=16] [--no-sync]
-  groups [--seconds=3] [--quick] [--strategies=fbcast,cbcast,abcast]`;
+  groups [--seconds=3] [--quick] [--strategies=fbcast,cbcast,abcast,gbcast]`;
 
 /**
  * Runs the benchmark named by the first argument.

@@ -5,6 +5,11 @@
  * duplicates and reorders datagrams: the reliable multicast, the flush
  * and the state transfer resend what is lost.)
  *
+ * A member cut off from a majority of the Oracle installs no new view (views
+ * come only from the Oracle's log): it says so through
+ * {@linkcode GroupDriverOptions.primary}, {@linkcode GroupDriver.status}
+ * and a `group.no_primary` log line.
+ *
  * A member's name is its label and its address, `label@host:port`: every
  * member learns the others' addresses from the views themselves. Use a
  * new label for every incarnation (a name the Oracle removed never comes
@@ -22,9 +27,11 @@ import { UdpTransport } from "../transport/udp_transport.ts";
 import {
   GroupMember,
   type GroupMemberOptions,
+  type GroupMemberStatus,
   type GroupMessage,
 } from "./member.ts";
 import type { GroupView } from "./types.ts";
+import { PrimaryWatch } from "./_primary_watch.ts";
 
 /** Options of {@linkcode GroupDriver.join}. */
 export interface GroupDriverOptions {
@@ -42,6 +49,18 @@ export interface GroupDriverOptions {
   transport?: "tcp" | "udp" | undefined;
   /** The Oracle session's TTL, ms. Default 10,000. */
   sessionTtlMs?: number | undefined;
+  /**
+   * How long without an answer from the Oracle means this member is cut
+   * off from its majority (outside the primary partition), ms. Default:
+   * half the session's TTL.
+   */
+  primaryTimeoutMs?: number | undefined;
+  /**
+   * The member left (`false`) or rejoined (`true`) the primary partition:
+   * while out, it installs no new view (it may still deliver what members
+   * it reaches send in its current view).
+   */
+  primary?(primary: boolean): void;
   /** Where events are reported. Default: silent. */
   logger?: Logger | undefined;
   /** Delivers a message (see {@linkcode GroupMemberOptions.deliver}). */
@@ -56,6 +75,12 @@ export interface GroupDriverOptions {
   direct?(from: string, payload: Uint8Array): void;
 }
 
+/** A {@linkcode GroupDriver}'s state: its member's, and whether it is in the primary partition. */
+export interface GroupDriverStatus extends GroupMemberStatus {
+  /** Whether the Oracle answered lately (see {@linkcode GroupDriverOptions.primary}). */
+  primary: boolean;
+}
+
 /** One member of one group, on TCP or UDP. */
 export class GroupDriver {
   /** The member's name in the group: `label@host:port`. */
@@ -64,6 +89,7 @@ export class GroupDriver {
   readonly #client: OracleClient;
   readonly #transport: TcpTransport | UdpTransport;
   readonly #group: string;
+  readonly #watch: PrimaryWatch;
   #closing: Promise<void> | undefined;
 
   private constructor(
@@ -72,12 +98,14 @@ export class GroupDriver {
     client: OracleClient,
     transport: TcpTransport | UdpTransport,
     group: string,
+    watch: PrimaryWatch,
   ) {
     this.name = name;
     this.#member = member;
     this.#client = client;
     this.#transport = transport;
     this.#group = group;
+    this.#watch = watch;
   }
 
   /**
@@ -87,6 +115,7 @@ export class GroupDriver {
    * @param options Group, identity, Oracle, callbacks.
    * @returns The driver; the member is in the group once a view names it.
    * @throws {TypeError} if `listen` is not `host:port` with a fixed port.
+   * @throws {RangeError} if `primaryTimeoutMs` is at most a quarter of the session TTL.
    * @throws {OracleError} if the Oracle cannot be reached or refuses the join.
    */
   static async join(options: GroupDriverOptions): Promise<GroupDriver> {
@@ -94,6 +123,15 @@ export class GroupDriver {
     if (port === 0) {
       throw new TypeError(
         `Invalid listen ${options.listen}: the port is part of the member's name, use a fixed one`,
+      );
+    }
+    const ttlMs = options.sessionTtlMs ?? 10_000;
+    const primaryTimeoutMs = options.primaryTimeoutMs ?? ttlMs / 2;
+    if (!(primaryTimeoutMs > ttlMs / 4)) {
+      throw new RangeError(
+        `Invalid primaryTimeoutMs ${primaryTimeoutMs}: it must exceed the keep-alive period, a quarter of the session TTL (${
+          ttlMs / 4
+        } ms)`,
       );
     }
     const name = `${options.label}@${options.listen}`;
@@ -135,9 +173,10 @@ export class GroupDriver {
         )
       );
     const known = new Set<string>();
+    const clock = new SystemClock();
     const member = new GroupMember({
       me: name,
-      clock: new SystemClock(),
+      clock,
       send: (to, frame) => {
         if (!known.has(to)) {
           known.add(to);
@@ -152,6 +191,8 @@ export class GroupDriver {
         quietly(client.flushed(group, viewId, name), "flushed"),
       suspect: (suspect, reason, viewId) =>
         quietly(client.remove(group, suspect, reason, viewId), "remove"),
+      orderGbcast: (seq, payload) =>
+        quietly(client.gbcast(group, name, seq, payload), "gbcast"),
       excluded: () => options.out?.("excluded"),
       state: options.state,
       direct: options.direct,
@@ -171,15 +212,29 @@ export class GroupDriver {
         member.onViewEvent(event.data as unknown as ViewEvent);
       }
     });
+    const watch = new PrimaryWatch({
+      clock,
+      answered: () => client.stats().replies,
+      timeoutMs: primaryTimeoutMs,
+      changed: (primary) => {
+        logger.log(
+          primary ? "info" : "warn",
+          primary ? "group.primary" : "group.no_primary",
+          { group, member: name },
+        );
+        options.primary?.(primary);
+      },
+    });
     try {
       await client.join(group, name);
     } catch (error) {
+      watch.close();
       member.close();
       await client.close();
       await transport.close();
       throw error;
     }
-    return new GroupDriver(name, member, client, transport, group);
+    return new GroupDriver(name, member, client, transport, group, watch);
   }
 
   /** The installed view, if any. */
@@ -187,9 +242,9 @@ export class GroupDriver {
     return this.#member.view;
   }
 
-  /** The member's state (see {@linkcode GroupMember.status}). */
-  status(): ReturnType<GroupMember["status"]> {
-    return this.#member.status();
+  /** The member's state (see {@linkcode GroupMember.status}), and whether it is in the primary partition. */
+  status(): GroupDriverStatus {
+    return { ...this.#member.status(), primary: this.#watch.primary };
   }
 
   /**
@@ -218,6 +273,7 @@ export class GroupDriver {
   close(): Promise<void> {
     this.#closing ??= (async () => {
       await this.#client.leave(this.#group, this.name).catch(() => {});
+      this.#watch.close();
       this.#member.close();
       await this.#client.close();
       await this.#transport.close();

@@ -25,6 +25,9 @@
  * ordering strategy (`fbcast`, `cbcast`, `abcast`, or one registered by
  * the application) decides when it is delivered; at the end of a view
  * the strategies deliver what they still hold, alike at every survivor.
+ * A `gbcast` goes through the Oracle instead, ordered like a view change:
+ * its proposal keeps the members and carries the message, and every
+ * survivor delivers it after the rest of the view, before the next view.
  * When a view adds members, the first old member streams a checkpoint of
  * the application's state to them, and they deliver nothing of the view
  * (nor of later views, which reach them in order after) before they
@@ -38,7 +41,9 @@
  */
 
 import type { Clock } from "../runtime/clock.ts";
-import type { ViewEvent } from "../oracle/commands.ts";
+import type { GbcastMessage, ViewEvent } from "../oracle/commands.ts";
+import { MAX_GBCAST_BYTES } from "../oracle/_client_args.ts";
+import { fromBase64 } from "../runtime/_base64.ts";
 import {
   ReliableMulticast,
   type ReliableMulticastOptions,
@@ -68,11 +73,25 @@ import {
 } from "./_flush_frame.ts";
 import { echoDuties, flushTarget, type ReceiveVector } from "./_flush_plan.ts";
 
-/** A multicast waiting to go out: a control message carries its header already. */
+/**
+ * A multicast waiting to go out: a control message carries its header
+ * already; a gbcast has no strategy object (the Oracle orders it).
+ */
 interface Outgoing {
   readonly payload: Uint8Array;
-  readonly factory: StrategyFactory;
+  readonly factory: StrategyFactory | typeof GBCAST;
   readonly header?: Uint8Array | undefined;
+}
+
+/** The name of the ordering the Oracle gives, against every message and view. */
+const GBCAST = "gbcast" as const;
+
+/** This member's gbcast waiting for the Oracle to order it. */
+interface PendingGbcast {
+  readonly seq: number;
+  readonly payload: Uint8Array;
+  /** A proposal carries it: no more requests. */
+  announced: boolean;
 }
 
 const EMPTY = new Uint8Array(0);
@@ -127,6 +146,15 @@ export interface GroupMemberOptions {
   excluded?(view: GroupView): void;
   /** Called when queued sends fit again after {@linkcode GroupMember.multicast} returned `false`. */
   writable?(): void;
+  /**
+   * Asks the Oracle to order this member's gbcast number `seq` (see
+   * {@linkcode GroupMember.multicast}). Asked again with the same `seq`
+   * every `gbcastResendMs` until a proposal carries it (a request can be
+   * lost; the Oracle takes it once). Without it, `gbcast` is refused.
+   */
+  orderGbcast?(seq: number, payload: Uint8Array): void;
+  /** How often an unanswered gbcast request is repeated, in ms. Default 1,000. */
+  gbcastResendMs?: number | undefined;
   /** A multicast went out (possibly after waiting in the queue): in which view, under which seq. */
   sent?(
     payload: Uint8Array,
@@ -221,6 +249,8 @@ export interface GroupMemberStatus {
   excluded: boolean;
   /** Whether this new member waits for its state (and holds deliveries meanwhile). */
   awaitingState: boolean;
+  /** Whether this member's gbcast waits for the Oracle (its later sends wait behind it). */
+  gbcastPending: boolean;
 }
 
 /** One member of one process group (see the module documentation). */
@@ -265,10 +295,19 @@ export class GroupMember {
   )[] = [];
   /**
    * Vectors that arrived for a proposal this member has not seen yet (the
-   * Oracle's event reaches members at different times), by proposal.
+   * Oracle's events reach members at different times: the sender may even
+   * have installed a view this member has not), by proposal, as sent: the
+   * view they are from and the receive counts in its member order.
    * Bounded: only the newest few proposals are kept.
    */
-  #early = new Map<number, Map<MemberId, ReceiveVector>>();
+  #early = new Map<
+    number,
+    Map<MemberId, { oldView: number; received: readonly number[] }>
+  >();
+  /** This member's gbcast in flight, if any. */
+  #gbcast: PendingGbcast | undefined;
+  /** The number of this member's last gbcast. */
+  #gbcastSeq = 0;
 
   /** Creates a member with no view yet: it waits for its first installed view. */
   constructor(options: GroupMemberOptions) {
@@ -307,19 +346,37 @@ export class GroupMember {
    * or queues it while there is no view, a flush runs or the send window
    * is full. Queued sends go out in order, in the next view they can.
    *
+   * A `gbcast` (with {@linkcode GroupMemberOptions.orderGbcast}) is
+   * ordered by the Oracle like a view change: every member delivers it
+   * after every other message of the view it ends, before the next view
+   * (which has the same members). It costs an Oracle round and a flush;
+   * this member's later sends wait until it is delivered.
+   *
    * @param payload The bytes; copied, so the caller may reuse the buffer.
    * @param strategy The ordering it is delivered in. Default `fbcast`.
    * @returns `false` if the queue is full (`maxQueued`): the payload was
    * not taken; {@linkcode GroupMemberOptions.writable} says when to retry.
-   * @throws {RangeError} if `strategy` is not one of the member's.
+   * @throws {RangeError} if `strategy` is not one of the member's, or a
+   * gbcast payload is larger than 12,288 bytes.
    */
   multicast(payload: Uint8Array, strategy = "fbcast"): boolean {
-    const factory = this.#byName.get(strategy);
+    const factory = strategy === GBCAST &&
+        this.#options.orderGbcast !== undefined
+      ? GBCAST
+      : this.#byName.get(strategy);
     if (factory === undefined) {
       throw new RangeError(
         `Unknown ordering strategy ${JSON.stringify(strategy)}: use one of ${
-          [...this.#byName.keys()].join(", ")
+          [
+            ...this.#byName.keys(),
+            ...(this.#options.orderGbcast ? [GBCAST] : []),
+          ].join(", ")
         }`,
+      );
+    }
+    if (factory === GBCAST && payload.length > MAX_GBCAST_BYTES) {
+      throw new RangeError(
+        `A gbcast payload of ${payload.length} bytes is too large: at most ${MAX_GBCAST_BYTES} bytes`,
       );
     }
     if (this.#closed || this.#excluded) return false;
@@ -335,6 +392,33 @@ export class GroupMember {
     // Sent later: a copy, since the caller may reuse its buffer.
     this.#queue.push({ payload: payload.slice(), factory });
     return true;
+  }
+
+  /** Asks the Oracle for `gbcast`, again every `gbcastResendMs` until a proposal carries it. */
+  #requestGbcast(gbcast: PendingGbcast): void {
+    this.#options.orderGbcast!(gbcast.seq, gbcast.payload);
+    this.#options.clock.setTimer(this.#options.gbcastResendMs ?? 1_000, () => {
+      if (
+        this.#gbcast === gbcast && !gbcast.announced && !this.#closed &&
+        !this.#excluded
+      ) this.#requestGbcast(gbcast);
+    });
+  }
+
+  /** A proposal from view `viewId` carries `messages`: this member's gbcast is sent in that view. */
+  #announceGbcast(
+    messages: readonly GbcastMessage[] | undefined,
+    viewId: number,
+  ): void {
+    const gbcast = this.#gbcast;
+    if (
+      gbcast === undefined || gbcast.announced ||
+      !messages?.some((m) =>
+        m.member === this.#options.me && m.seq === gbcast.seq
+      )
+    ) return;
+    gbcast.announced = true;
+    this.#options.sent?.(gbcast.payload, viewId, gbcast.seq, GBCAST);
   }
 
   /**
@@ -367,6 +451,7 @@ export class GroupMember {
         this.#departing = true;
         return;
       }
+      this.#announceGbcast(event.messages, current.viewId);
       if (this.#flush !== undefined && this.#flush.proposal >= event.viewId) {
         return;
       }
@@ -398,7 +483,7 @@ export class GroupMember {
       this.#options.stateLost?.();
       return;
     }
-    this.#install(view, event.joined);
+    this.#install(view, event.joined, event.messages ?? []);
   }
 
   /** Feeds a frame that arrived from `from`. */
@@ -437,6 +522,7 @@ export class GroupMember {
       badFrames: this.#badFrames,
       excluded: this.#excluded,
       awaitingState: this.#receiver !== undefined,
+      gbcastPending: this.#gbcast !== undefined,
     };
   }
 
@@ -455,11 +541,24 @@ export class GroupMember {
   #trySend(item: Outgoing): boolean {
     const reliable = this.#reliable;
     if (
-      this.#flush !== undefined || reliable === undefined ||
-      this.#departing || !reliable.writable
+      this.#flush !== undefined || reliable === undefined || this.#departing
     ) return false;
-    // Stamped only once the window has room: a stamp is never wasted.
+    // After a gbcast, this member's own sends wait for it (FIFO per
+    // sender); the strategies' control messages do not.
+    if (this.#gbcast !== undefined && item.header === undefined) return false;
     const { payload, factory } = item;
+    if (factory === GBCAST) {
+      // Kept for resends: a copy, since the caller may reuse its buffer.
+      this.#gbcast = {
+        seq: ++this.#gbcastSeq,
+        payload: payload.slice(),
+        announced: false,
+      };
+      this.#requestGbcast(this.#gbcast);
+      return true;
+    }
+    if (!reliable.writable) return false;
+    // Stamped only once the window has room: a stamp is never wasted.
     const header = item.header ?? this.#ordering.get(factory.code)!.stamp();
     // Built in a reused buffer: the reliable multicast copies it.
     const size = 3 + header.length + payload.length;
@@ -656,9 +755,18 @@ export class GroupMember {
         this.#deliveredUpTo.get(member) ?? 0,
       );
     }
-    const vectors = new Map<MemberId, ReceiveVector>(
-      this.#early.get(proposal) ?? [],
-    );
+    const vectors = new Map<MemberId, ReceiveVector>();
+    for (const [from, early] of this.#early.get(proposal) ?? []) {
+      if (
+        early.oldView === view.viewId &&
+        early.received.length === view.members.length &&
+        view.members.includes(from)
+      ) {
+        const vector: Record<MemberId, number> = {};
+        view.members.forEach((m, i) => vector[m] = early.received[i]);
+        vectors.set(from, vector);
+      }
+    }
     vectors.set(this.#options.me, limit);
     for (const known of this.#early.keys()) {
       if (known <= proposal) this.#early.delete(known);
@@ -709,9 +817,19 @@ export class GroupMember {
   #onFlushFrame(from: MemberId, bytes: Uint8Array): void {
     const view = this.#view;
     const frame = decodeFlush(bytes);
+    if ("error" in frame) {
+      this.#badFrames++;
+      return;
+    }
     if (
-      "error" in frame || view === undefined || frame.oldView !== view.viewId
+      frame.kind === "vector" && frame.proposal > frame.oldView &&
+      frame.oldView > (view?.viewId ?? 0)
     ) {
+      // From a view this member has not installed yet: kept for later.
+      this.#keepEarly(from, frame);
+      return;
+    }
+    if (view === undefined || frame.oldView !== view.viewId) {
       this.#badFrames++;
       return;
     }
@@ -741,21 +859,29 @@ export class GroupMember {
       this.#badFrames++;
       return;
     }
-    const vector: Record<MemberId, number> = {};
-    view.members.forEach((m, i) => vector[m] = frame.received[i]);
     if (flush !== undefined && frame.proposal === flush.proposal) {
+      const vector: Record<MemberId, number> = {};
+      view.members.forEach((m, i) => vector[m] = frame.received[i]);
       flush.vectors.set(from, vector);
       this.#progressFlush();
     } else if (flush === undefined || frame.proposal > flush.proposal) {
       // This member has not seen that proposal yet: keep the vector for it.
-      let early = this.#early.get(frame.proposal);
-      if (early === undefined) {
-        this.#early.set(frame.proposal, early = new Map());
-        const oldest = Math.min(...this.#early.keys());
-        if (this.#early.size > MAX_EARLY_PROPOSALS) this.#early.delete(oldest);
-      }
-      early.set(from, vector);
+      this.#keepEarly(from, frame);
     }
+  }
+
+  /** Keeps a vector for a proposal this member has not seen (see `#early`). */
+  #keepEarly(
+    from: MemberId,
+    frame: { proposal: number; oldView: number; received: readonly number[] },
+  ): void {
+    let early = this.#early.get(frame.proposal);
+    if (early === undefined) {
+      this.#early.set(frame.proposal, early = new Map());
+      const oldest = Math.min(...this.#early.keys());
+      if (this.#early.size > MAX_EARLY_PROPOSALS) this.#early.delete(oldest);
+    }
+    early.set(from, { oldView: frame.oldView, received: frame.received });
   }
 
   /** Moves the flush on: target once every vector is in, echoes, delivery, report. */
@@ -836,13 +962,19 @@ export class GroupMember {
 
   // ---------------------------------------------------------- new view
 
-  #install(view: GroupView, joined: readonly MemberId[]): void {
+  #install(
+    view: GroupView,
+    joined: readonly MemberId[],
+    gbcasts: readonly GbcastMessage[],
+  ): void {
     if (this.#view !== undefined && this.#flush?.done === true) {
       // The old view ends: every survivor received the same messages of
-      // it, so the strategies deliver what they still hold alike.
+      // it, so the strategies deliver what they still hold alike; then
+      // the gbcasts the Oracle ordered at its end.
       for (const [code, ordering] of this.#ordering) {
         this.#toApplication(this.#byCode.get(code)!.name, ordering.drain());
       }
+      this.#deliverGbcasts(gbcasts);
     }
     this.#control.length = 0;
     this.#transferState(view, joined);
@@ -892,6 +1024,23 @@ export class GroupMember {
       this.#viewToApplication(view, joined);
     }
     this.#drainQueue();
+  }
+
+  /** Delivers the gbcasts that end the view; this member's own one is done. */
+  #deliverGbcasts(gbcasts: readonly GbcastMessage[]): void {
+    const ready: OrderedMessage[] = [];
+    for (const { member, seq, data } of gbcasts) {
+      const payload = fromBase64(data);
+      if (payload === undefined) {
+        this.#badFrames++;
+        continue;
+      }
+      ready.push({ sender: member, seq, header: EMPTY, payload });
+      if (member === this.#options.me && seq === this.#gbcast?.seq) {
+        this.#gbcast = undefined;
+      }
+    }
+    this.#toApplication(GBCAST, ready);
   }
 
   #report(member: MemberId, reason: string): void {

@@ -1,7 +1,8 @@
 /**
  * A group member process for the multi-process tests: joins a group over
- * TCP, multicasts `--count` numbered messages with `--strategy`, one every
- * `--every` ms once it is in a view, and prints one JSON line per event on
+ * TCP, multicasts `--count` numbered messages with `--strategy` (every
+ * `--gbcast-every`th with `gbcast`, when given), one every `--every` ms once
+ * it is in a view, and prints one JSON line per event on
  * stdout: `view` (id, members, state digest unless waiting for it),
  * `state` (restored), `deliver` (id, sender, view, strategy) and `out`.
  * Its state is an order-independent digest of what it delivered (count
@@ -25,6 +26,7 @@ const { values } = parseArgs({
     strategy: { type: "string", default: "fbcast" },
     count: { type: "string", default: "0" },
     every: { type: "string", default: "5" },
+    "gbcast-every": { type: "string", default: "0" },
     transport: { type: "string", default: "tcp" },
   },
 });
@@ -77,6 +79,7 @@ print({ event: "joined", name: driver.name });
 
 const count = Number(values.count);
 const every = Number(values.every);
+const gbcastEvery = Number(values["gbcast-every"]);
 let sent = 0;
 const timer = setInterval(() => {
   if (sent >= count) {
@@ -85,5 +88,8 @@ const timer = setInterval(() => {
   }
   if (driver.view === undefined) return;
   const id = `${values.label}:${sent + 1}`;
-  if (driver.multicast(encoder.encode(id), values.strategy)) sent++;
+  const strategy = gbcastEvery > 0 && (sent + 1) % gbcastEvery === 0
+    ? "gbcast"
+    : values.strategy;
+  if (driver.multicast(encoder.encode(id), strategy)) sent++;
 }, every);

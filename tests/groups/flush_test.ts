@@ -7,6 +7,8 @@ import {
   FLUSH_MAGIC,
 } from "../../groups/_flush_frame.ts";
 import { echoDuties, flushTarget } from "../../groups/_flush_plan.ts";
+import type { ViewEvent } from "../../oracle/commands.ts";
+import { group, members } from "./_two_members.ts";
 
 const bytes = (...values: number[]) => new Uint8Array(values);
 
@@ -89,4 +91,43 @@ Deno.test("flush plan: the target is what any survivor received; each missing ra
   // Nobody received anything from a sender: nothing to echo, target 0.
   assert.deepEqual(echoDuties("a", ["a", "x"], [["a", { a: 1 }]]), []);
   assert.equal(flushTarget(["x"], [{}]).x, 0);
+});
+
+Deno.test("flush: a vector sent from a view this member has not installed yet is kept for its proposal, not dropped", () => {
+  const { sim, flushed, nodes } = group();
+  const [a, b] = [nodes.get("a")!, nodes.get("b")!];
+  const view2: ViewEvent = {
+    type: "view",
+    group: "/g",
+    viewId: 2,
+    members: members("a", "b"),
+    joined: [],
+    left: [],
+  };
+  const propose3: ViewEvent = {
+    type: "propose",
+    group: "/g",
+    viewId: 3,
+    fromViewId: 2,
+    members: members("a", "b"),
+    survivors: ["a", "b"],
+    joining: [],
+    leaving: [],
+  };
+  // The Oracle's events reach b first: b installs view 2 and flushes for
+  // view 3 while a is still in view 1.
+  for (const member of [a, b]) {
+    member.onViewEvent({ ...propose3, viewId: 2, fromViewId: 1 });
+  }
+  sim.runFor(20);
+  const badBefore = a.status().badFrames;
+  b.onViewEvent(view2);
+  b.onViewEvent(propose3);
+  sim.runFor(5);
+  a.onViewEvent(view2);
+  a.onViewEvent(propose3);
+  // Well before b resends its vector (every 50 ms), a has it.
+  sim.runFor(10);
+  assert.equal(a.status().badFrames, badBefore);
+  assert.ok(flushed.includes("a 3"), `a flushed: ${flushed}`);
 });

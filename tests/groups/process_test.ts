@@ -45,11 +45,14 @@ const lastView = (p: MemberProcess) =>
  * three). The survivors must agree on every view's messages (and order),
  * the victim must have delivered what they did in every earlier view,
  * and a new member must restore the state the survivors have at its view.
+ * With `gbcastEvery`, every such message of each member is a gbcast: each
+ * must end its view at every survivor, in one order.
  */
 async function killMidStream(
   strategy: string,
   victim: (members: readonly string[]) => string,
   transport: "tcp" | "udp" = "tcp",
+  gbcastEvery = 0,
 ): Promise<string> {
   const oracle = await startOracleGroup({ size: 3 });
   const members: MemberProcess[] = [];
@@ -71,6 +74,8 @@ async function killMidStream(
         "4",
         "--transport",
         transport,
+        "--gbcast-every",
+        String(gbcastEvery),
       ]);
       members.push(p);
       return p;
@@ -90,9 +95,9 @@ async function killMidStream(
     const dead = three.find((p) => name(p) === killed)!;
     const [x, y] = three.filter((p) => p !== dead);
     await until(
-      () => dead.events("deliver").length >= 150,
+      () => dead.events("deliver").length >= 400,
       30_000,
-      () => `${killed} to deliver 150 messages`,
+      () => `${killed} to deliver 400 messages`,
     );
     await dead.kill("SIGKILL");
     const killedIn = lastView(x)!.viewId;
@@ -113,7 +118,14 @@ async function killMidStream(
       new Set(p.events("view").map((l) => l.viewId as number));
     const both = [...installed(x)].filter((v) => installed(y).has(v));
     const finished = lastView(x)!.viewId;
+    const gbcastIds = new Set(
+      x.events("deliver").filter((l) => l.strategy === "gbcast").map((l) =>
+        l.id as string
+      ),
+    );
+    const isGbcast = (id: string) => gbcastIds.has(id);
     let compared = 0;
+    let gbcasts = 0;
     for (const viewId of both) {
       if (viewId >= finished) continue;
       const ids = dx.get(viewId) ?? [];
@@ -124,9 +136,26 @@ async function killMidStream(
         assert.deepEqual([...other].sort(), [...ids].sort(), `view ${viewId}`);
       }
       assert.equal(new Set(ids).size, ids.length, `duplicates in ${viewId}`);
+      // A view's gbcasts end it, alike at both survivors.
+      assert.deepEqual(
+        other.filter(isGbcast),
+        ids.filter(isGbcast),
+        `view ${viewId}: the same gbcasts in one order`,
+      );
+      for (const list of [ids, other]) {
+        const first = list.findIndex(isGbcast);
+        assert.ok(
+          first < 0 || list.slice(first).every(isGbcast),
+          `view ${viewId}: a message after a gbcast`,
+        );
+      }
+      gbcasts += ids.filter(isGbcast).length;
       compared += ids.length;
     }
     assert.ok(compared >= 300, `only ${compared} deliveries compared`);
+    if (gbcastEvery > 0) {
+      assert.ok(gbcasts >= 10, `only ${gbcasts} gbcasts compared`);
+    }
     // Before its last view, the victim delivered what the survivors did.
     for (const [viewId, ids] of dead.deliveries()) {
       if (viewId === killedIn || !installed(x).has(viewId)) continue;
@@ -151,7 +180,9 @@ async function killMidStream(
       assert.ok(view, `no view ${at} at ${name(p)}`);
       assert.equal(view.state, restored.state);
     }
-    return `${strategy} over ${transport}: ${compared} deliveries agreed across ${both.length} views; ${killed} killed in view ${killedIn}; d restored state ${restored.state} at view ${at}`;
+    return `${strategy}${
+      gbcastEvery > 0 ? ` and gbcast` : ""
+    } over ${transport}: ${compared} deliveries (${gbcasts} gbcasts) agreed across ${both.length} views; ${killed} killed in view ${killedIn}; d restored state ${restored.state} at view ${at}`;
   } finally {
     for (const p of members) await p.kill("SIGKILL");
     await withTimeout(oracle.stop(), 20_000, "the Oracle to stop");
@@ -169,6 +200,15 @@ Deno.test("group processes over TCP, abcast: the sequencer SIGKILLed mid-stream;
 Deno.test("group processes over TCP, cbcast and fbcast: a member SIGKILLed mid-stream; survivors deliver the same messages in each view", async () => {
   console.log(await killMidStream("cbcast", (members) => members[1]));
   console.log(await killMidStream("fbcast", (members) => members[2]));
+});
+
+Deno.test("group processes over TCP and UDP, fbcast with every 25th message a gbcast: a member SIGKILLed mid-stream; every gbcast ends its view at every survivor, in one order", async () => {
+  console.log(
+    await killMidStream("fbcast", (members) => members[1], "tcp", 25),
+  );
+  console.log(
+    await killMidStream("cbcast", (members) => members[0], "udp", 25),
+  );
 });
 
 Deno.test("group processes over UDP: a member, then separately the abcast sequencer, SIGKILLed mid-stream; survivors agree; a new member restores their state", async () => {

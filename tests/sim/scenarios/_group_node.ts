@@ -149,6 +149,10 @@ export class GroupNode {
         this.#quietly(this.#client.flushed(plan.group, viewId, this.name)),
       suspect: (member, reason, viewId) =>
         this.#quietly(this.#client.remove(plan.group, member, reason, viewId)),
+      orderGbcast: (seq, payload) =>
+        this.#quietly(
+          this.#client.gbcast(plan.group, this.name, seq, payload),
+        ),
       sent: (payload, viewId, _seq, strategy) =>
         hooks.sent(
           this.name,
@@ -208,7 +212,7 @@ export class GroupNode {
   get settled(): boolean {
     const status = this.#member.status();
     return status.view !== null && status.flushing === null &&
-      status.queued === 0;
+      status.queued === 0 && !status.gbcastPending;
   }
 
   /** Whether the member left, was excluded, was refused or lost its session. */
