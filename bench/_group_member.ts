@@ -7,12 +7,14 @@
  * strategies), and it folds the sequence of deliveries into a hash,
  * recorded every 1,024 deliveries (every 16 for gbcast; the recorded
  * hashes agree between members for abcast and gbcast). With
- * `--state-mib`, its state is that many MiB (for state transfer). It prints a `view` line (with the wall clock) per
- * view, a `restored` line when a checkpoint arrived, and a `result` line
- * at the end, then exits. With `--pingpong`, the `--sender` multicasts a
- * 16-byte ping at a time and every other member answers it point to
- * point; the sender times each round until every answer is in (the
- * `result` line then carries the latency percentiles).
+ * `--state-mib`, its state is that many MiB (for state transfer). It
+ * prints a `view` line (with the wall clock) per view, a `restored` line
+ * when a checkpoint arrived, and a `result` line at the end, then exits.
+ * With `--pingpong=I`, the member at index I of the view (index 0 is the
+ * abcast sequencer) multicasts a 16-byte ping at a time and every other
+ * member answers it point to point; it times each round until every
+ * answer is in (its `result` line then carries the latency percentiles);
+ * the next round starts `--gap-ms` later (default 1), or at once with 0.
  *
  * @module
  */
@@ -33,11 +35,13 @@ const { values } = parseArgs({
     size: { type: "string", default: "1000" },
     seconds: { type: "string", default: "3" },
     "state-mib": { type: "string", default: "0" },
-    pingpong: { type: "boolean", default: false },
+    pingpong: { type: "string" },
+    "gap-ms": { type: "string", default: "1" },
   },
 });
 
 const members = Number(values.members);
+const gapMs = Number(values["gap-ms"]);
 const size = Number(values.size);
 const seconds = Number(values.seconds);
 const label = values.label!;
@@ -57,6 +61,8 @@ const state = new Uint8Array(Number(values["state-mib"]) * 1024 * 1024);
 const joinedAt = Date.now();
 /** How many members the last view this process was told of has. */
 let viewMembers = 0;
+/** With `--pingpong`, whether this member is the one at that view index. */
+let pinger = false;
 let startedAt = 0;
 let stopAt = Infinity;
 let countedFrom = 0;
@@ -87,7 +93,7 @@ const driver = await GroupDriver.join({
     }
     last.set(key, n);
     orderHash = Math.imul(orderHash ^ senderId, 16777619) ^ n;
-    if (values.pingpong && !values.sender) {
+    if (values.pingpong !== undefined && !pinger) {
       driver.sendDirect(message.sender, message.payload.subarray(4, 8));
     }
     if (++total % HASH_EVERY === 0) hashes.push(orderHash >>> 0);
@@ -95,6 +101,8 @@ const driver = await GroupDriver.join({
   },
   viewInstalled: (view, awaiting) => {
     viewMembers = view.members.length;
+    pinger = values.pingpong !== undefined &&
+      view.members[Number(values.pingpong)] === `${label}@${values.listen}`;
     console.log(JSON.stringify({
       event: "view",
       viewId: view.viewId,
@@ -108,7 +116,10 @@ const driver = await GroupDriver.join({
   direct: () => {
     if (++answers === members - 1) {
       samples.push(performance.now() - pingAt);
-      setTimeout(ping, 1);
+      // The next round: right away (one round in flight, back to back),
+      // or after `--gap-ms` idle.
+      if (gapMs === 0) queueMicrotask(ping);
+      else setTimeout(ping, gapMs);
     }
   },
   state: {
@@ -149,8 +160,8 @@ function start(): void {
   startedAt = performance.now();
   countedFrom = startedAt;
   stopAt = startedAt + seconds * 1000;
-  if (values.sender && values.pingpong) ping();
-  else if (values.sender) pump();
+  if (pinger) ping();
+  else if (values.sender && values.pingpong === undefined) pump();
   setTimeout(finish, seconds * 1000 + 2000);
 }
 
@@ -182,7 +193,7 @@ function finish(): void {
     firstBreak,
     hashes,
     hashEvery: HASH_EVERY,
-    ...(values.pingpong && values.sender
+    ...(pinger
       ? { rounds: samples.length, p50Ms: at(0.5), p99Ms: at(0.99) }
       : {}),
   }));

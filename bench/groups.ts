@@ -179,10 +179,19 @@ export async function main(args: string[]): Promise<number> {
     }
 
     // Multicast-and-reply latency: one member multicasts 16 bytes, the
-    // others answer point to point; timed until every answer is in.
-    for (const strategy of strategies) {
+    // others answer point to point; timed until every answer is in. The
+    // pinger is the view's second member; for abcast, also its first (the
+    // sequencer, whose own abcasts need no ORDER).
+    const latencyCases = [0, 1].flatMap((gapMs) =>
+      strategies.flatMap((strategy) =>
+        strategy === "abcast"
+          ? [{ strategy, at: 1, gapMs }, { strategy, at: 0, gapMs }]
+          : [{ strategy, at: 1, gapMs }]
+      )
+    );
+    for (const { strategy, at, gapMs } of latencyCases) {
       const group = `/bench/g${++groupNumber}`;
-      const started = startMembers(oracle.replicas, group, 3, (i) => [
+      const started = startMembers(oracle.replicas, group, 3, () => [
         "--members",
         "3",
         "--strategy",
@@ -190,12 +199,16 @@ export async function main(args: string[]): Promise<number> {
         "--seconds",
         String(seconds),
         "--pingpong",
-        ...(i === 0 ? ["--sender"] : []),
+        String(at),
+        "--gap-ms",
+        String(gapMs),
       ]);
       running.push(...started);
       await Promise.all(started.map((m) => m.done));
       running.length = 0;
-      const result = started[0].find("result");
+      const result = started.map((m) => m.find("result")).find((r) =>
+        r?.rounds !== undefined
+      );
       if (result === undefined || !(result.rounds as number > 0)) {
         throw new Error(`no latency measured (${group})`);
       }
@@ -204,6 +217,10 @@ export async function main(args: string[]): Promise<number> {
         case: "latency",
         members: 3,
         strategy,
+        ...(strategy === "abcast"
+          ? { pinger: at === 0 ? "sequencer" : "other" }
+          : {}),
+        gapMs,
         rounds: result.rounds,
         p50Ms: round(result.p50Ms as number, 3),
         p99Ms: round(result.p99Ms as number, 3),

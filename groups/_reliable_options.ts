@@ -33,6 +33,7 @@ export interface ResolvedOptions {
   /** The most ranges in one NAK. */
   readonly maxNakRanges: number;
   readonly ackDelayMs: number;
+  readonly ackIdleMs: number;
   readonly nakDelayMs: number;
   readonly retransmitMs: number;
   readonly heartbeatMs: number;
@@ -118,6 +119,13 @@ export function resolveOptions(
       } bytes`,
     );
   }
+  const retransmitMs = delay("retransmitMs", options.retransmitMs ?? 50, true);
+  const ackIdleMs = delay("ackIdleMs", options.ackIdleMs ?? 20, false);
+  if (ackIdleMs >= retransmitMs) {
+    throw new RangeError(
+      `Invalid ackIdleMs ${ackIdleMs}: must be below retransmitMs (${retransmitMs}), or senders resend what arrived`,
+    );
+  }
   return {
     viewId,
     members,
@@ -129,7 +137,8 @@ export function resolveOptions(
     maxNakRanges,
     ackDelayMs: delay("ackDelayMs", options.ackDelayMs ?? 1, false),
     nakDelayMs: delay("nakDelayMs", options.nakDelayMs ?? 2, false),
-    retransmitMs: delay("retransmitMs", options.retransmitMs ?? 50, true),
+    ackIdleMs,
+    retransmitMs,
     heartbeatMs: delay("heartbeatMs", options.heartbeatMs ?? 100, true),
     suspectAfterMs: delay(
       "suspectAfterMs",

@@ -92,17 +92,17 @@ export class Receiver {
     const x = this.#x;
     const me = x.o.me;
     const store = x.stores[s];
-    let delivered = false;
+    let delivered = 0;
     // Bounded: each pass delivers (and passes) one held message.
     while (!x.isClosed()) {
       const seq = x.acks.get(me, s) + 1;
       const payload = store.get(seq);
       if (payload === undefined) break;
       x.acks.raise(me, s, seq);
-      delivered = true;
+      delivered++;
       x.deliver(s, seq, payload);
     }
-    if (delivered) x.ackSoon();
+    if (delivered > 0) x.ackSoon(delivered);
   }
 
   /**

@@ -32,8 +32,8 @@ export interface Shared {
   broadcast(frame: Uint8Array): void;
   /** Delivers a message of sender `s` to the application, counting it. */
   deliver(s: number, seq: number, payload: Uint8Array): void;
-  /** My ack vector grew: send it soon. */
-  ackSoon(): void;
+  /** My ack vector grew by `delivered` messages: send it soon. */
+  ackSoon(delivered: number): void;
   /** Acks or held messages changed: collect, schedule NAKs, reopen the window. */
   settle(): void;
 }

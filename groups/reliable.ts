@@ -55,8 +55,16 @@ export interface ReliableMulticastOptions {
   window?: number | undefined;
   /** Largest frame sent or accepted; a frame holds many messages. Default 65,536. */
   maxFrameBytes?: number | undefined;
-  /** How long a standalone ack waits for data to ride on, in ms. Default 1. */
+  /**
+   * How long a standalone ack waits for data to ride on once an eighth of
+   * the window is unacknowledged, in ms. Default 1.
+   */
   ackDelayMs?: number | undefined;
+  /**
+   * How long it waits with fewer unacknowledged, in ms (below
+   * `retransmitMs`, or senders resend). Default 20.
+   */
+  ackIdleMs?: number | undefined;
   /** How long a gap waits before a NAK, in ms. Default 2. */
   nakDelayMs?: number | undefined;
   /** The unacked tail is resent (and a NAK repeated) after this many ms without progress. Default 50. */
@@ -175,6 +183,10 @@ export class ReliableMulticast {
   readonly #receiver: Receiver;
   readonly #watch: PeerWatch;
   #ackTimer: TimerId | undefined;
+  /** Whether the armed ack timer is the short one (`ackDelayMs`). */
+  #ackUrgent = false;
+  /** Messages delivered since my acks last went out. */
+  #unacked = 0;
   #heartbeatTimer: TimerId | undefined;
   #lastBroadcastAt: number;
   #closed = false;
@@ -212,7 +224,7 @@ export class ReliableMulticast {
         counters.delivered++;
         deliver(o.members[s], seq, payload);
       },
-      ackSoon: () => this.#ackSoon(),
+      ackSoon: (delivered) => this.#ackSoon(delivered),
       settle: () => this.#settle(),
     };
     this.#sender = new Sender(shared, options.onWindowOpen);
@@ -452,6 +464,7 @@ export class ReliableMulticast {
       if (m !== this.#o.me) this.#sendTo(m, frame);
     }
     this.#lastBroadcastAt = this.#clock.now();
+    this.#unacked = 0;
     if (this.#ackTimer !== undefined) {
       this.#clock.clearTimer(this.#ackTimer);
       this.#ackTimer = undefined;
@@ -464,13 +477,28 @@ export class ReliableMulticast {
     this.#broadcast(this.#writer.ack(viewId, me, this.#acks.row(me)));
   }
 
-  /** My ack vector grew: send it within `ackDelayMs`, alone if nothing else goes out. */
-  #ackSoon(): void {
-    if (this.#ackTimer !== undefined || this.#closed) return;
-    this.#ackTimer = this.#clock.setTimer(this.#o.ackDelayMs, () => {
-      this.#ackTimer = undefined;
-      if (!this.#closed) this.#broadcastAck();
-    });
+  /**
+   * My ack vector grew by `delivered` messages: send it, alone if nothing
+   * else goes out, within `ackDelayMs` once an eighth of the window went
+   * unacknowledged (senders need the room), else within `ackIdleMs` (a
+   * standalone ack per message would cost every sender a frame to read).
+   */
+  #ackSoon(delivered: number): void {
+    if (this.#closed) return;
+    this.#unacked += delivered;
+    const urgent = this.#unacked >= Math.max(1, this.#o.window >> 3);
+    if (this.#ackTimer !== undefined) {
+      if (!urgent || this.#ackUrgent) return;
+      this.#clock.clearTimer(this.#ackTimer);
+    }
+    this.#ackUrgent = urgent;
+    this.#ackTimer = this.#clock.setTimer(
+      urgent ? this.#o.ackDelayMs : this.#o.ackIdleMs,
+      () => {
+        this.#ackTimer = undefined;
+        if (!this.#closed) this.#broadcastAck();
+      },
+    );
   }
 
   /**

@@ -148,3 +148,33 @@ Deno.test("abcast: the sequencer's ORDERs decide; an ORDER from another member o
   assert.equal(c.held, 1);
   assert.deepEqual(c.drain(), [b2]);
 });
+
+Deno.test("abcast: the sequencer's own messages are ordered where they stand in its stream, without an ORDER; another member cannot claim that", () => {
+  const view = { viewId: 1, members: ["s", "b", "c"] };
+  const orders: Uint8Array[] = [];
+  const deferred: (() => void)[] = [];
+  const s = abcast.create(
+    view,
+    "s",
+    (header) => orders.push(header),
+    (callback) => deferred.push(callback),
+  );
+  const c = abcast.create(view, "c", noEmit, noDefer);
+  const b1 = message("b", 1, c.stamp());
+  // The sequencer decides b1, then multicasts its own s1 in the same turn:
+  // its stream is s1, then the ORDER of b1.
+  assert.deepEqual(s.arrive(b1), []);
+  const s1 = message("s", 1, s.stamp());
+  deferred.splice(0).forEach((run) => run());
+  const o2 = message("s", 2, orders[0]);
+  assert.deepEqual(s.arrive(s1), [s1], "no ORDER needed");
+  assert.deepEqual(s.arrive(o2), [b1]);
+  // c receives the sequencer's stream in FIFO order: the same order.
+  assert.deepEqual(c.arrive(s1), [s1]);
+  assert.deepEqual(c.arrive(o2), []);
+  assert.deepEqual(c.arrive(b1), [b1]);
+  // Only the sequencer's messages can be ordered by themselves.
+  assert.deepEqual(c.arrive(message("b", 2, s1.header)), []);
+  assert.equal((c as unknown as { malformed: number }).malformed, 1);
+  assert.equal(orders.length, 1, "s1 was never put in an ORDER");
+});

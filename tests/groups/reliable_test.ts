@@ -323,6 +323,38 @@ Deno.test("an ack rides on data sent within ackDelayMs, and goes out alone other
   }
 });
 
+Deno.test("a standalone ack waits ackIdleMs for a few messages, and only ackDelayMs once an eighth of the window is unacknowledged", () => {
+  const sim = new Simulation({ seed: 2 });
+  const members = group(sim, { viewId: 1, members: ["a", "b"] }, {
+    window: 16,
+    ackDelayMs: 2,
+    ackIdleMs: 20,
+    heartbeatMs: 10_000,
+    suspectAfterMs: 20_000,
+  });
+  const [a, b] = [members.get("a")!, members.get("b")!];
+  sim.schedule(0, () => send(a, "a"));
+  sim.runFor(15);
+  assert.equal(b.rm.stats().acksSent, 0, "one message: the ack waits");
+  sim.runFor(10);
+  assert.equal(b.rm.stats().acksSent, 1);
+  sim.runFor(10); // the ack's own latency (1-5 ms)
+  assert.deepEqual(a.rm.stable(), { a: 1, b: 0 });
+  sim.schedule(0, () => {
+    send(a, "a");
+    send(a, "a");
+  });
+  // Two of a window of 16: acked within 2 ms of arriving (at most 5 ms
+  // each way), long before ackIdleMs.
+  sim.runFor(12);
+  assert.equal(b.rm.stats().acksSent, 2);
+  assert.deepEqual(a.rm.stable(), { a: 3, b: 0 });
+  assert.throws(
+    () => group(sim, { viewId: 1, members: ["c"] }, { ackIdleMs: 50 }),
+    /Invalid ackIdleMs 50: must be below retransmitMs \(50\)/,
+  );
+});
+
 Deno.test("a lost tail is resent after retransmitMs without ack progress", async (t) => {
   await t.step("a short tail, whole", () => {
     const sim = new Simulation({ seed: 3 });
@@ -344,7 +376,8 @@ Deno.test("a lost tail is resent after retransmitMs without ack progress", async
     assert.deepEqual(b.got.get("a"), range(5));
     assert.equal(a.rm.stats().retransmitted, 5);
     assert.equal(b.rm.stats().naksSent, 0, "b could not know what it missed");
-    sim.runFor(10);
+    // b acks a few messages within ackIdleMs (20 ms).
+    sim.runFor(25);
     assert.deepEqual(a.rm.stable(), { a: 5, b: 0 });
     assert.equal(a.rm.stats().unstableCount, 0);
   });
