@@ -38,6 +38,7 @@ export interface ResolvedOptions {
   readonly retransmitMs: number;
   readonly heartbeatMs: number;
   readonly suspectAfterMs: number;
+  readonly unreachableAfterMs: number;
   readonly slowAfterMs: number;
 }
 
@@ -120,6 +121,21 @@ export function resolveOptions(
     );
   }
   const retransmitMs = delay("retransmitMs", options.retransmitMs ?? 50, true);
+  const suspectAfterMs = delay(
+    "suspectAfterMs",
+    options.suspectAfterMs ?? 1000,
+    true,
+  );
+  const unreachableAfterMs = delay(
+    "unreachableAfterMs",
+    options.unreachableAfterMs ?? Math.min(200, suspectAfterMs),
+    true,
+  );
+  if (unreachableAfterMs > suspectAfterMs) {
+    throw new RangeError(
+      `Invalid unreachableAfterMs ${unreachableAfterMs}: must be at most suspectAfterMs (${suspectAfterMs})`,
+    );
+  }
   const ackIdleMs = delay("ackIdleMs", options.ackIdleMs ?? 20, false);
   if (ackIdleMs >= retransmitMs) {
     throw new RangeError(
@@ -140,11 +156,8 @@ export function resolveOptions(
     ackIdleMs,
     retransmitMs,
     heartbeatMs: delay("heartbeatMs", options.heartbeatMs ?? 100, true),
-    suspectAfterMs: delay(
-      "suspectAfterMs",
-      options.suspectAfterMs ?? 1000,
-      true,
-    ),
+    suspectAfterMs,
+    unreachableAfterMs,
     slowAfterMs: delay("slowAfterMs", options.slowAfterMs ?? 5000, true),
   };
 }

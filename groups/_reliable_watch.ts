@@ -1,7 +1,12 @@
 /**
  * Failure detection within a view: a member silent for `suspectAfterMs`
  * is suspected, and a member that holds up stability without acknowledging
- * anything new for `slowAfterMs` is slow; each is reported once.
+ * anything new for `slowAfterMs` is slow; each is reported once. A member
+ * whose connection the transport lost (a crashed process's sockets close
+ * at once) and that stays unreachable and silent for
+ * `unreachableAfterMs` (counted from the loss or from its last frame,
+ * whichever is later: frames in flight may still arrive) is suspected
+ * sooner.
  *
  * A member never heard from in the view is not suspected: it may not have
  * learned of the view yet (views reach members through the Oracle at
@@ -17,8 +22,8 @@ import type { MemberId } from "./types.ts";
 
 /** What {@linkcode PeerWatch} reports. */
 export interface PeerReports {
-  /** Nothing heard from `member` for `suspectAfterMs`. */
-  onSuspect?: ((member: MemberId) => void) | undefined;
+  /** Nothing heard from `member` for `suspectAfterMs`, or since its connection was lost `unreachableAfterMs` ago. */
+  onSuspect?: ((member: MemberId, reason: string) => void) | undefined;
   /** `member` holds up stability and acknowledged nothing new for `slowAfterMs`. */
   onSlow?: ((member: MemberId) => void) | undefined;
 }
@@ -33,6 +38,8 @@ export class PeerWatch {
   readonly #lagSince: Float64Array;
   readonly #reportedSlow: Uint8Array;
   readonly #reportedSuspect: Uint8Array;
+  /** Since when the transport reports a member unreachable (NaN: it does not). */
+  readonly #downSince: Float64Array;
 
   /**
    * Starts watching: no member heard from yet; every member counts as
@@ -51,6 +58,30 @@ export class PeerWatch {
     this.#lagSince = new Float64Array(n).fill(NaN);
     this.#reportedSlow = new Uint8Array(n);
     this.#reportedSuspect = new Uint8Array(n);
+    this.#downSince = new Float64Array(n).fill(NaN);
+  }
+
+  /**
+   * The transport lost member `m`'s connection (or reached it again).
+   *
+   * @param m The member's index.
+   * @param now The current time, or `NaN` when it is reachable again.
+   */
+  unreachable(m: number, now: number): void {
+    this.#downSince[m] = now;
+  }
+
+  /**
+   * When member `m`, unreachable, becomes due for suspicion: `NaN` if it
+   * is reachable, never heard from, or already suspected.
+   *
+   * @param m The member's index.
+   */
+  unreachableDue(m: number): number {
+    return this.#reportedSuspect[m]
+      ? NaN
+      : Math.max(this.#downSince[m], this.#heardAt[m]) +
+        this.#o.unreachableAfterMs;
   }
 
   /**
@@ -73,14 +104,22 @@ export class PeerWatch {
    * @param closed Whether the instance closed (a report may close it).
    */
   check(now: number, acks: AckMatrix, closed: () => boolean): void {
-    const { me, members, suspectAfterMs, slowAfterMs } = this.#o;
+    const { me, members, suspectAfterMs, slowAfterMs, unreachableAfterMs } =
+      this.#o;
     for (let m = 0; m < members.length && !closed(); m++) {
       if (m === me) continue;
-      if (
-        !this.#reportedSuspect[m] && now - this.#heardAt[m] >= suspectAfterMs
-      ) { // NaN (never heard) compares false
+      const heardAt = this.#heardAt[m];
+      const downSince = this.#downSince[m];
+      // NaN (never heard, or reachable) compares false.
+      const reason = now - heardAt >= suspectAfterMs
+        ? "silent: no heartbeat"
+        // The same sum as unreachableDue: a check at that time is due.
+        : now >= Math.max(downSince, heardAt) + unreachableAfterMs
+        ? "unreachable: connection lost"
+        : undefined;
+      if (!this.#reportedSuspect[m] && reason !== undefined) {
         this.#reportedSuspect[m] = 1;
-        this.#reports.onSuspect?.(members[m]);
+        this.#reports.onSuspect?.(members[m], reason);
       }
       if (!acks.lagging(m)) {
         this.#lagSince[m] = NaN;

@@ -206,6 +206,8 @@ export class GroupDriver {
     });
     transport.setHandler({
       onFrame: (from, payload) => member.receive(from, payload),
+      onPeerDown: (peer) => member.reachable(peer, false),
+      onPeerUp: (peer) => member.reachable(peer, true),
     });
     client.subscribe(viewChannel(group), { from: 1 }, (events) => {
       for (const event of events) {

@@ -304,6 +304,8 @@ export class GroupMember {
     number,
     Map<MemberId, { oldView: number; received: readonly number[] }>
   >();
+  /** Members whose connection the transport lost (until it has it again). */
+  readonly #unreachable = new Set<MemberId>();
   /** This member's gbcast in flight, if any. */
   #gbcast: PendingGbcast | undefined;
   /** The number of this member's last gbcast. */
@@ -484,6 +486,20 @@ export class GroupMember {
       return;
     }
     this.#install(view, event.joined, event.messages ?? []);
+  }
+
+  /**
+   * The transport lost the connection to `member` (`reachable` false), or
+   * has it again. A crashed process's connections close at once, so a
+   * member that stays unreachable and silent for `unreachableAfterMs`
+   * (default 200) is suspected without waiting for `suspectAfterMs`.
+   */
+  reachable(member: MemberId, reachable: boolean): void {
+    if (reachable) this.#unreachable.delete(member);
+    else if (this.#view?.members.includes(member)) {
+      this.#unreachable.add(member);
+    }
+    this.#reliable?.reachable(member, reachable);
   }
 
   /** Feeds a frame that arrived from `from`. */
@@ -1002,6 +1018,9 @@ export class GroupMember {
     for (const proposal of this.#early.keys()) {
       if (proposal <= view.viewId) this.#early.delete(proposal);
     }
+    for (const member of this.#unreachable) {
+      if (!view.members.includes(member)) this.#unreachable.delete(member);
+    }
     this.#reliable = new ReliableMulticast({
       ...this.#options.reliable,
       view,
@@ -1011,8 +1030,11 @@ export class GroupMember {
       deliver: (sender, seq, payload) => this.#onReliable(sender, seq, payload),
       onWindowOpen: () => this.#drainQueue(),
       onSlow: (member) => this.#report(member, "slow: held up stability"),
-      onSuspect: (member) => this.#report(member, "silent: no heartbeat"),
+      onSuspect: (member, reason) => this.#report(member, reason),
     });
+    for (const member of this.#unreachable) {
+      this.#reliable.reachable(member, false);
+    }
     if (
       this.#receiver !== undefined &&
       this.#receiver.state.transfer !== view.viewId

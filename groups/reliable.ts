@@ -49,8 +49,12 @@ export interface ReliableMulticastOptions {
   onWindowOpen?: (() => void) | undefined;
   /** A member acknowledged nothing new for `slowAfterMs` while holding up stability (reported once). */
   onSlow?: ((member: MemberId) => void) | undefined;
-  /** Nothing at all heard from a member for `suspectAfterMs`, heartbeats included (reported once). */
-  onSuspect?: ((member: MemberId) => void) | undefined;
+  /**
+   * Nothing at all heard from a member for `suspectAfterMs`, heartbeats
+   * included, or since the transport lost its connection
+   * `unreachableAfterMs` ago (reported once, with why).
+   */
+  onSuspect?: ((member: MemberId, reason: string) => void) | undefined;
   /** Most messages of mine not yet stable. Default 4096. */
   window?: number | undefined;
   /** Largest frame sent or accepted; a frame holds many messages. Default 65,536. */
@@ -65,6 +69,12 @@ export interface ReliableMulticastOptions {
    * `retransmitMs`, or senders resend). Default 20.
    */
   ackIdleMs?: number | undefined;
+  /**
+   * How long a member whose connection the transport lost may stay
+   * unreachable and silent before it is suspected, in ms (at most
+   * `suspectAfterMs`). Default 200.
+   */
+  unreachableAfterMs?: number | undefined;
   /** How long a gap waits before a NAK, in ms. Default 2. */
   nakDelayMs?: number | undefined;
   /** The unacked tail is resent (and a NAK repeated) after this many ms without progress. Default 50. */
@@ -187,6 +197,8 @@ export class ReliableMulticast {
   #ackUrgent = false;
   /** Messages delivered since my acks last went out. */
   #unacked = 0;
+  /** Per unreachable member (index), the timer that checks it. */
+  readonly #unreachableTimers = new Map<number, TimerId>();
   #heartbeatTimer: TimerId | undefined;
   #lastBroadcastAt: number;
   #closed = false;
@@ -418,15 +430,58 @@ export class ReliableMulticast {
     return { ...this.#counters, unstableCount: held };
   }
 
+  /**
+   * The transport lost `member`'s connection (`reachable` false) or has
+   * it again: a member still unreachable and silent `unreachableAfterMs`
+   * later is suspected (see {@linkcode ReliableMulticastOptions.onSuspect}).
+   * Unknown members are ignored.
+   */
+  reachable(member: MemberId, reachable: boolean): void {
+    const m = this.#o.index.get(member);
+    if (this.#closed || m === undefined || m === this.#o.me) return;
+    this.#watch.unreachable(m, reachable ? NaN : this.#clock.now());
+    if (!reachable) this.#checkUnreachable(m);
+  }
+
+  /** Checks unreachable member `m` when it is due, again if a frame came meanwhile. */
+  #checkUnreachable(m: number): void {
+    const at = this.#watch.unreachableDue(m);
+    if (Number.isNaN(at) || this.#closed || this.#unreachableTimers.has(m)) {
+      return;
+    }
+    this.#unreachableTimers.set(
+      m,
+      this.#clock.setTimer(at - this.#clock.now(), () => {
+        this.#unreachableTimers.delete(m);
+        if (this.#closed) return;
+        // As of the time armed for, at least: no rounding can make a timer
+        // that fires on time find the member not yet due.
+        this.#watch.check(
+          Math.max(at, this.#clock.now()),
+          this.#acks,
+          () => this.#closed,
+        );
+        this.#checkUnreachable(m);
+      }),
+    );
+  }
+
   /** Stops every timer; later calls of `multicast`, `receive` and `accept` do nothing. */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
     this.#sender.close();
     this.#receiver.close();
-    for (const timer of [this.#ackTimer, this.#heartbeatTimer]) {
+    for (
+      const timer of [
+        this.#ackTimer,
+        this.#heartbeatTimer,
+        ...this.#unreachableTimers.values(),
+      ]
+    ) {
       if (timer !== undefined) this.#clock.clearTimer(timer);
     }
+    this.#unreachableTimers.clear();
     this.#ackTimer = this.#heartbeatTimer = undefined;
   }
 

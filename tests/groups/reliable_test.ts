@@ -804,3 +804,35 @@ Deno.test("a member heard only in a newer view is alive: no suspicion from a mem
   rm.close();
   quiet.close();
 });
+
+Deno.test("a member whose connection was lost is suspected after unreachableAfterMs if it stays silent; one reached again or heard from is not", () => {
+  const sim = new Simulation({ seed: 5, peerEvents: false });
+  const members = group(sim, { viewId: 1, members: ["a", "b", "c"] }, {
+    heartbeatMs: 50,
+    suspectAfterMs: 5_000,
+    unreachableAfterMs: 200,
+  });
+  const a = members.get("a")!;
+  sim.runFor(200); // everyone heard from everyone (heartbeats)
+  sim.crash("b");
+  sim.schedule(0, () => {
+    a.rm.reachable("b", false);
+    a.rm.reachable("c", false);
+  });
+  sim.runFor(20);
+  sim.schedule(0, () => a.rm.reachable("c", true)); // c's connection is back
+  sim.runFor(150);
+  assert.deepEqual(a.suspected, [], "not before unreachableAfterMs");
+  sim.runFor(60);
+  assert.deepEqual(a.suspected, ["b"]);
+  sim.runFor(1_000);
+  assert.deepEqual(a.suspected, ["b"], "c, reachable again and heard, is not");
+  assert.throws(
+    () =>
+      group(sim, { viewId: 1, members: ["d"] }, {
+        suspectAfterMs: 100,
+        unreachableAfterMs: 150,
+      }),
+    /Invalid unreachableAfterMs 150: must be at most suspectAfterMs \(100\)/,
+  );
+});

@@ -168,6 +168,10 @@ export class GroupNode {
         const sender = decoder.decode(bytes.subarray(1, 1 + length));
         this.#member.receive(sender, bytes.subarray(1 + length));
       },
+      // The simulator reports a node's crash to the others, as a TCP
+      // transport reports a lost connection: its members are unreachable.
+      onPeerDown: (node) => this.#reachable(node, false),
+      onPeerUp: (node) => this.#reachable(node, true),
     });
     this.#client.onSessionExpired(() => this.#lose());
     this.#client.open().then(() => {
@@ -247,6 +251,13 @@ export class GroupNode {
       );
       this.#next();
     });
+  }
+
+  /** Tells the member whether the members of node `node` are reachable. */
+  #reachable(node: string, reachable: boolean): void {
+    for (const member of this.#member.view?.members ?? []) {
+      if (nodeOf(member) === node) this.#member.reachable(member, reachable);
+    }
   }
 
   /** Runs an Oracle call whose Oracle errors are expected (a stale view, a member gone). */
