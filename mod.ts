@@ -2,8 +2,9 @@
  * Cohort: replicated services out of typed actors in process groups with
  * virtual-synchrony guarantees.
  *
- * This root module exports the stable core: the Oracle's client and the
- * ways to run an Oracle, and the runtime interfaces. Optional parts have
+ * This root module exports the stable core: typed actors and the `Node`
+ * runtime that hosts them, the Oracle's client and the ways to run an
+ * Oracle, and the runtime interfaces. Optional parts have
  * their own entry points: `@cohort/cohort/oracle` (the Oracle in full:
  * replica, protocol types, path rules), `@cohort/cohort/transport` (TCP,
  * UDP and in-memory transports) and `@cohort/cohort/sim` (the
@@ -21,6 +22,40 @@
  * @module
  */
 
+export {
+  Actor,
+  describeIssues,
+  type DispatchTable,
+  dispatchTable,
+  type FailurePolicy,
+  GroupHandle,
+  type GroupHandleStats,
+  type GroupJoinOptions,
+  handler,
+  type HandlerEntry,
+  type HandlerFailure,
+  type HandlerOptions,
+  type InferInput,
+  type InferOutput,
+  type JoinOptions,
+  type MessageContext,
+  Node,
+  type NodeOptions,
+  type NodeReplicaOptions,
+  NotMemberError,
+  onView,
+  type Ordering,
+  ORDERINGS,
+  type QueryOptions,
+  type QueryReply,
+  QueryTimeoutError,
+  type ReplyCount,
+  type Schema,
+  type SchemaIssue,
+  type SchemaResult,
+  validate,
+  type View,
+} from "./actors/mod.ts";
 export {
   type Clock,
   CryptoRandom,

@@ -73,6 +73,8 @@ export interface GroupDriverOptions {
   out?(why: string): void;
   /** A point-to-point message from a member of the view. */
   direct?(from: string, payload: Uint8Array): void;
+  /** Sends fit again after {@linkcode GroupDriver.multicast} returned `false`. */
+  writable?(): void;
 }
 
 /** A {@linkcode GroupDriver}'s state: its member's, and whether it is in the primary partition. */
@@ -196,6 +198,7 @@ export class GroupDriver {
       excluded: () => options.out?.("excluded"),
       state: options.state,
       direct: options.direct,
+      writable: () => options.writable?.(),
       stateLost: () => {
         options.out?.("state transfer cut short");
         quietly(

@@ -9,16 +9,27 @@ import * as sim from "../sim/mod.ts";
 
 Deno.test("root module exports exactly the stable core", () => {
   assert.deepEqual(Object.keys(root).sort(), [
+    "Actor",
     "CryptoRandom",
     "FileStorage",
+    "GroupHandle",
     "JsonCodec",
     "JsonLogger",
+    "Node",
+    "NotMemberError",
+    "ORDERINGS",
     "OracleClient",
     "OracleError",
     "OracleServer",
+    "QueryTimeoutError",
     "SystemClock",
+    "describeIssues",
+    "dispatchTable",
+    "handler",
+    "onView",
     "silentLogger",
     "startOracleGroup",
+    "validate",
   ]);
 });
 
