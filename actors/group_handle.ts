@@ -10,6 +10,8 @@
 import { GroupDriver } from "../groups/driver.ts";
 import type { GroupMessage } from "../groups/member.ts";
 import type { Logger } from "../runtime/log.ts";
+import { type Clock, SystemClock, type TimerId } from "../runtime/clock.ts";
+import type { GroupView } from "../groups/types.ts";
 import {
   type Actor,
   type DispatchTable,
@@ -130,24 +132,46 @@ export interface GroupHandleStats {
   strayReplies: number;
 }
 
-/** Options of {@linkcode GroupHandle.join}. */
-export interface GroupJoinOptions<A extends Actor<unknown>> {
+/** What a {@linkcode GroupHandle} runs on: one member of one group. */
+export interface GroupEngine {
+  /** The member's name. */
+  readonly name: string;
+  /** The installed view, if any. */
+  readonly view: GroupView | undefined;
+  /** Multicasts in an ordering; `false` if the send queue is full. */
+  multicast(payload: Uint8Array, order: Ordering): boolean;
+  /** Sends to one member, point to point, best effort. */
+  sendDirect(to: string, payload: Uint8Array): boolean;
+  /** Leaves the group and stops. */
+  close(): Promise<void>;
+}
+
+/** What the engine tells its {@linkcode GroupHandle}. */
+export interface GroupEngineEvents {
+  /** A message the group delivered. */
+  deliver(message: GroupMessage): void;
+  /** A point-to-point message from a member of the view. */
+  direct(from: string, payload: Uint8Array): void;
+  /** A view was installed; `awaitingState`: a new member still waits for its state. */
+  viewInstalled(view: GroupView, awaitingState: boolean): void;
+  /** The actor's state, for a new member. */
+  checkpoint(): Uint8Array;
+  /** A new member's state arrived. */
+  restore(state: Uint8Array): void;
+  /** The member is out of the group. */
+  out(why: string): void;
+  /** Sends fit again after `multicast` returned `false`. */
+  writable(): void;
+}
+
+/** Options of {@linkcode GroupHandle.attach}: the actor and what to do on trouble. */
+export interface GroupHandleOptions<A extends Actor<unknown>> {
   /** The group's path. */
   readonly group: string;
   /** The actor that handles this member's messages. */
   readonly actor: A;
-  /** This incarnation's label (the member's name is `label@host:port`). */
-  readonly label: string;
-  /** Where the member listens: `"host:port"`, a fixed port. */
-  readonly listen: string;
-  /** The Oracle's replicas: id to `"host:port"`. */
-  readonly oracle: Record<string, string>;
-  /** The cluster secret. */
-  readonly secret?: string | Uint8Array | undefined;
-  /** The transport between members. Default `"tcp"`. */
-  readonly transport?: "tcp" | "udp" | undefined;
-  /** The Oracle session's TTL, ms. Default 10,000. */
-  readonly sessionTtlMs?: number | undefined;
+  /** Timers (query timeouts). Default: the system clock. */
+  readonly clock?: Clock | undefined;
   /** What a handler failure does. Default `"leave"`. */
   readonly failurePolicy?: FailurePolicy | undefined;
   /** Told of every handler failure. */
@@ -160,6 +184,23 @@ export interface GroupJoinOptions<A extends Actor<unknown>> {
   readonly logger?: Logger | undefined;
 }
 
+/** Options of {@linkcode GroupHandle.join}: the handle's, and the member's over TCP or UDP. */
+export interface GroupJoinOptions<A extends Actor<unknown>>
+  extends GroupHandleOptions<A> {
+  /** This incarnation's label (the member's name is `label@host:port`). */
+  readonly label: string;
+  /** Where the member listens: `"host:port"`, a fixed port. */
+  readonly listen: string;
+  /** The Oracle's replicas: id to `"host:port"`. */
+  readonly oracle: Record<string, string>;
+  /** The cluster secret. */
+  readonly secret?: string | Uint8Array | undefined;
+  /** The transport between members. Default `"tcp"`. */
+  readonly transport?: "tcp" | "udp" | undefined;
+  /** The Oracle session's TTL, ms. Default 10,000. */
+  readonly sessionTtlMs?: number | undefined;
+}
+
 interface PendingQuery {
   readonly asked: Set<string>;
   readonly replies: QueryReply<unknown>[];
@@ -168,7 +209,7 @@ interface PendingQuery {
   readonly reply: Schema | undefined;
   readonly resolve: (replies: QueryReply<unknown>[]) => void;
   readonly reject: (error: Error) => void;
-  readonly timer: ReturnType<typeof setTimeout>;
+  readonly timer: TimerId;
 }
 
 /** Most queries in flight per handle. */
@@ -201,12 +242,19 @@ export class GroupHandle<A extends Actor<unknown>> {
   /** The actor that handles this member's messages. */
   readonly actor: A;
   readonly #table: DispatchTable;
-  readonly #options: GroupJoinOptions<A>;
-  #driver: GroupDriver | undefined;
+  readonly #options: GroupHandleOptions<A>;
+  readonly #clock: Clock;
+  #engine: GroupEngine | undefined;
   readonly #queries = new Map<number, PendingQuery>();
   #nextQuery = 0;
   #directCount = 0;
   #out: string | undefined;
+  /**
+   * The last view the actor was told of: the view of the messages it is
+   * handed (a new member's held messages come after its state, when the
+   * member may have installed later views already).
+   */
+  #appView: View | undefined;
   /** A view installed while the state was awaited: told after the restore. */
   #viewAfterRestore: View | undefined;
   readonly #writableWaiters: (() => void)[] = [];
@@ -219,7 +267,8 @@ export class GroupHandle<A extends Actor<unknown>> {
     strayReplies: 0,
   };
 
-  private constructor(options: GroupJoinOptions<A>) {
+  private constructor(options: GroupHandleOptions<A>) {
+    this.#clock = options.clock ?? new SystemClock();
     this.group = options.group;
     this.actor = options.actor;
     this.#options = options;
@@ -241,9 +290,8 @@ export class GroupHandle<A extends Actor<unknown>> {
     options: GroupJoinOptions<A>,
   ): Promise<GroupHandle<A>> {
     const handle = new GroupHandle(options);
-    const encoder = new TextEncoder();
-    const decoder = new TextDecoder();
-    handle.#driver = await GroupDriver.join({
+    const events = handle.#events();
+    handle.#engine = await GroupDriver.join({
       group: options.group,
       label: options.label,
       listen: options.listen,
@@ -252,42 +300,65 @@ export class GroupHandle<A extends Actor<unknown>> {
       transport: options.transport,
       sessionTtlMs: options.sessionTtlMs,
       logger: options.logger,
-      deliver: (message) => handle.#onMessage(message),
-      direct: (from, payload) => handle.#onDirect(from, payload),
-      viewInstalled: (view, awaitingState) =>
-        handle.#onView(
-          { viewId: view.viewId, members: view.members, me: handle.me },
-          awaitingState,
-        ),
-      state: {
-        checkpoint: () =>
-          encoder.encode(JSON.stringify(options.actor.checkpoint() ?? null)),
-        restore: (bytes) => {
-          (options.actor as Actor<unknown>).restore(
-            JSON.parse(decoder.decode(bytes)),
-          );
-          const view = handle.#viewAfterRestore;
-          handle.#viewAfterRestore = undefined;
-          if (view !== undefined) handle.#tellView(view);
-        },
-      },
-      out: (why) => handle.#left(why),
-      writable: () => {
-        for (const wake of handle.#writableWaiters.splice(0)) wake();
-      },
+      deliver: events.deliver,
+      direct: events.direct,
+      viewInstalled: events.viewInstalled,
+      state: { checkpoint: events.checkpoint, restore: events.restore },
+      out: events.out,
+      writable: events.writable,
     });
     return handle;
   }
 
+  /**
+   * Runs `options.actor` on an engine of one's own (the simulator's
+   * members, for one): `open` gets the events the engine must report and
+   * returns the engine.
+   */
+  static attach<A extends Actor<unknown>>(
+    options: GroupHandleOptions<A>,
+    open: (events: GroupEngineEvents) => GroupEngine,
+  ): GroupHandle<A> {
+    const handle = new GroupHandle(options);
+    handle.#engine = open(handle.#events());
+    return handle;
+  }
+
+  #events(): GroupEngineEvents {
+    const encoder = new TextEncoder();
+    const decoder = new TextDecoder();
+    const actor = this.actor as Actor<unknown>;
+    return {
+      deliver: (message) => this.#onMessage(message),
+      direct: (from, payload) => this.#onDirect(from, payload),
+      viewInstalled: (view, awaitingState) =>
+        this.#onView(
+          { viewId: view.viewId, members: view.members, me: this.me },
+          awaitingState,
+        ),
+      checkpoint: () =>
+        encoder.encode(JSON.stringify(actor.checkpoint() ?? null)),
+      restore: (bytes) => {
+        actor.restore(JSON.parse(decoder.decode(bytes)));
+        const view = this.#viewAfterRestore;
+        this.#viewAfterRestore = undefined;
+        if (view !== undefined) this.#tellView(view);
+      },
+      out: (why) => this.#left(why),
+      writable: () => {
+        for (const wake of this.#writableWaiters.splice(0)) wake();
+      },
+    };
+  }
+
   /** This member's name in the group. */
   get me(): string {
-    return this.#driver?.name ??
-      `${this.#options.label}@${this.#options.listen}`;
+    return this.#engine?.name ?? "";
   }
 
   /** The installed view, if any. */
   get view(): View | undefined {
-    const view = this.#driver?.view;
+    const view = this.#engine?.view;
     return view === undefined
       ? undefined
       : { viewId: view.viewId, members: view.members, me: this.me };
@@ -378,10 +449,10 @@ export class GroupHandle<A extends Actor<unknown>> {
         reply: options?.reply,
         resolve,
         reject,
-        timer: setTimeout(() => {
+        timer: this.#clock.setTimer(timeoutMs, () => {
           this.#queries.delete(id);
           reject(new QueryTimeoutError(query.replies, query.wanted));
-        }, timeoutMs),
+        }),
       };
       this.#queries.set(id, query);
     });
@@ -392,7 +463,7 @@ export class GroupHandle<A extends Actor<unknown>> {
       );
     } catch (error) {
       const query = this.#queries.get(id);
-      if (query !== undefined) clearTimeout(query.timer);
+      if (query !== undefined) this.#clock.clearTimer(query.timer);
       this.#queries.delete(id);
       throw error;
     }
@@ -423,7 +494,7 @@ export class GroupHandle<A extends Actor<unknown>> {
       );
       return true;
     }
-    const sent = this.#driver?.sendDirect(member, bytes) ?? false;
+    const sent = this.#engine?.sendDirect(member, bytes) ?? false;
     if (sent) this.#stats.sent++;
     return sent;
   }
@@ -431,7 +502,7 @@ export class GroupHandle<A extends Actor<unknown>> {
   /** Leaves the group (and closes this member's session and transport). Idempotent. */
   async leave(): Promise<void> {
     this.#left("left");
-    await this.#driver?.close();
+    await this.#engine?.close();
   }
 
   // ------------------------------------------------------------ sending
@@ -468,10 +539,10 @@ export class GroupHandle<A extends Actor<unknown>> {
 
   async #multicast(bytes: Uint8Array, order: Ordering): Promise<void> {
     for (;;) {
-      if (this.#out !== undefined || this.#driver === undefined) {
+      if (this.#out !== undefined || this.#engine === undefined) {
         throw new NotMemberError(this.group, this.#out ?? "not joined");
       }
-      if (this.#driver.multicast(bytes, order)) {
+      if (this.#engine.multicast(bytes, order)) {
         this.#stats.sent++;
         return;
       }
@@ -562,7 +633,8 @@ export class GroupHandle<A extends Actor<unknown>> {
     }
     const context: MessageContext = {
       sender,
-      view: this.view ?? { viewId: 0, members: [], me: this.me },
+      view: this.#appView ?? this.view ??
+        { viewId: 0, members: [], me: this.me },
       id,
       order,
     };
@@ -618,7 +690,7 @@ export class GroupHandle<A extends Actor<unknown>> {
     } catch (error) {
       bytes = encodeEnvelope({ r: query, e: String(error) });
     }
-    this.#driver?.sendDirect(to, bytes);
+    this.#engine?.sendDirect(to, bytes);
   }
 
   #onReply(
@@ -651,7 +723,7 @@ export class GroupHandle<A extends Actor<unknown>> {
 
   #settle(id: number, query: PendingQuery): void {
     if (query.replies.length < query.wanted) return;
-    clearTimeout(query.timer);
+    this.#clock.clearTimer(query.timer);
     this.#queries.delete(id);
     query.resolve(query.replies);
   }
@@ -676,6 +748,7 @@ export class GroupHandle<A extends Actor<unknown>> {
   }
 
   #tellView(view: View): void {
+    this.#appView = view;
     for (const name of this.#table.views) {
       try {
         (this.actor as unknown as Record<string, (view: View) => unknown>)[
@@ -715,7 +788,7 @@ export class GroupHandle<A extends Actor<unknown>> {
     if (this.#out !== undefined) return;
     this.#out = why;
     for (const [id, query] of this.#queries) {
-      clearTimeout(query.timer);
+      this.#clock.clearTimer(query.timer);
       this.#queries.delete(id);
       query.reject(new NotMemberError(this.group, why));
     }

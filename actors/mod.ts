@@ -21,7 +21,10 @@ export {
 } from "./actor.ts";
 export {
   type FailurePolicy,
+  type GroupEngine,
+  type GroupEngineEvents,
   GroupHandle,
+  type GroupHandleOptions,
   type GroupHandleStats,
   type GroupJoinOptions,
   type HandlerFailure,

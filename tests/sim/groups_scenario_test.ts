@@ -18,3 +18,17 @@ testScenarioFamily(groupScenarios[0], {
   replay: [41, 42],
   registered: scenarios,
 });
+
+/**
+ * Seeds of the `actors` scenario that failed while `GroupHandle` was
+ * built: 1, 5, 7, 8, 12 (a new member's held messages were handed to the
+ * actor with the view it had installed since, not the view they belong
+ * to).
+ */
+testScenarioFamily(groupScenarios[1], {
+  regressionSeeds: [1, 5, 7, 8, 12],
+  range: [3000, 10],
+  faults: ORACLE_FAMILY_FAULTS,
+  replay: [41, 42],
+  registered: scenarios,
+});

@@ -19,7 +19,13 @@ import { viewChannel, type ViewEvent } from "../../../oracle/commands.ts";
 import { OracleClient, OracleError } from "../../../oracle/client.ts";
 import { TransportMux } from "../../../transport/mux.ts";
 import type { Transport } from "../../../transport/transport.ts";
-import { GroupMember, type GroupMessage } from "../../../groups/member.ts";
+import {
+  GroupMember,
+  type GroupMemberOptions,
+  type GroupMessage,
+} from "../../../groups/member.ts";
+import { GroupHandle, NotMemberError } from "../../../actors/group_handle.ts";
+import { Add, Put, SimLedger } from "./_sim_ledger.ts";
 import type { GroupView } from "../../../groups/types.ts";
 import type { Strategy } from "./_group_history.ts";
 import { DeliveryDigest } from "../../groups/_delivery_digest.ts";
@@ -37,6 +43,8 @@ export interface GroupNodePlan {
   readonly stopAt: number;
   /** The strategies multicasts pick from, at random. */
   readonly strategies: readonly Strategy[];
+  /** Whether members run a replicated actor (the `actors` scenario). */
+  readonly actors?: boolean | undefined;
 }
 
 /** What a node reports to the scenario's recorder. */
@@ -78,6 +86,8 @@ export class GroupNode {
   #leaving = false;
   /** The application's state. */
   readonly #state = new DeliveryDigest();
+  /** In the `actors` scenario: the actor's handle over the member. */
+  #handle: GroupHandle<SimLedger> | undefined;
   /** The last view the application was told of (a new member's lag behind the member's). */
   #appView = 0;
   /** The join was refused. */
@@ -102,7 +112,10 @@ export class GroupNode {
     });
     this.#peers = mux.rest();
     const prefix = encoder.encode(this.name);
-    this.#member = new GroupMember({
+    const common: Omit<
+      GroupMemberOptions,
+      "deliver" | "viewInstalled" | "state" | "sent"
+    > = {
       me: this.name,
       clock: env.clock,
       send: (to, frame) => {
@@ -111,25 +124,6 @@ export class GroupNode {
         bytes.set(prefix, 1);
         bytes.set(frame, 1 + prefix.length);
         return this.#peers.send(nodeOf(to), bytes);
-      },
-      deliver: (message) => {
-        const id = decoder.decode(message.payload);
-        this.#state.apply(id);
-        hooks.delivered(this.name, id, message);
-      },
-      viewInstalled: (view) => {
-        this.#appView = view.viewId;
-        hooks.view(this.name, view);
-        if (!this.#member.status().awaitingState) {
-          hooks.state(this.name, view.viewId, String(this.#state));
-        }
-      },
-      state: {
-        checkpoint: () => this.#state.checkpoint(),
-        restore: (bytes) => {
-          this.#state.restore(bytes);
-          hooks.state(this.name, this.#appView, String(this.#state));
-        },
       },
       stateLost: () => {
         // The member stopped: it must not hold up a flush, so it forces
@@ -153,6 +147,28 @@ export class GroupNode {
         this.#quietly(
           this.#client.gbcast(plan.group, this.name, seq, payload),
         ),
+    };
+    this.#member = plan.actors ? this.#actorMember(common) : new GroupMember({
+      ...common,
+      deliver: (message) => {
+        const id = decoder.decode(message.payload);
+        this.#state.apply(id);
+        hooks.delivered(this.name, id, message);
+      },
+      viewInstalled: (view) => {
+        this.#appView = view.viewId;
+        hooks.view(this.name, view);
+        if (!this.#member.status().awaitingState) {
+          hooks.state(this.name, view.viewId, String(this.#state));
+        }
+      },
+      state: {
+        checkpoint: () => this.#state.checkpoint(),
+        restore: (bytes) => {
+          this.#state.restore(bytes);
+          hooks.state(this.name, this.#appView, String(this.#state));
+        },
+      },
       sent: (payload, viewId, _seq, strategy) =>
         hooks.sent(
           this.name,
@@ -245,12 +261,100 @@ export class GroupNode {
     clock.setTimer(pause, () => {
       if (clock.now() >= this.#plan.stopAt || this.gone) return;
       const strategy = this.#env.random.pick(this.#plan.strategies);
-      this.#member.multicast(
-        encoder.encode(`${this.name}:${++this.#count}`),
-        strategy,
-      );
+      const id = `${this.name}:${++this.#count}`;
+      if (this.#handle === undefined) {
+        this.#member.multicast(encoder.encode(id), strategy);
+      } else {
+        // Totally ordered overwrites, or commutative raises.
+        const key = `k${this.#env.random.int(4)}`;
+        const sent = strategy === "abcast" || strategy === "gbcast"
+          ? this.#handle.send(Put, { id, key, value: id }, { order: strategy })
+          : this.#handle.send(
+            Add,
+            { id, key, n: 1 + this.#env.random.int(9) },
+            {
+              order: strategy,
+            },
+          );
+        sent.catch((error) => {
+          if (!(error instanceof NotMemberError)) {
+            this.#hooks.fatal(this.name, `send: ${String(error)}`);
+          }
+        });
+      }
       this.#next();
     });
+  }
+
+  /**
+   * The member of the `actors` scenario: a {@linkcode SimLedger} actor
+   * behind a {@linkcode GroupHandle} over it. Deliveries are recorded as
+   * the actor applies them; the state recorded at each view is the
+   * actor's.
+   */
+  #actorMember(
+    common: Omit<
+      GroupMemberOptions,
+      "deliver" | "viewInstalled" | "state" | "sent"
+    >,
+  ): GroupMember {
+    const hooks = this.#hooks;
+    const ledger = new SimLedger({
+      applied: (id, context) =>
+        hooks.delivered(this.name, id, {
+          sender: context.sender,
+          seq: 0,
+          viewId: context.view.viewId,
+          strategy: context.order,
+          payload: new Uint8Array(0),
+        }),
+      view: (view) => {
+        hooks.view(this.name, view);
+        hooks.state(this.name, view.viewId, ledger.hash());
+      },
+    });
+    let member: GroupMember | undefined;
+    this.#handle = GroupHandle.attach({
+      group: this.#plan.group,
+      actor: ledger,
+      clock: this.#env.clock,
+      failurePolicy: "continue",
+      onFailure: (failure) =>
+        hooks.fatal(this.name, `handler ${failure.handler}: ${failure.error}`),
+      onInvalid: (from, why) => hooks.fatal(this.name, `from ${from}: ${why}`),
+    }, (events) => {
+      member = new GroupMember({
+        ...common,
+        deliver: events.deliver,
+        direct: events.direct,
+        writable: events.writable,
+        viewInstalled: (view) =>
+          events.viewInstalled(view, member!.status().awaitingState),
+        state: { checkpoint: events.checkpoint, restore: events.restore },
+        sent: (payload, viewId, _seq, strategy) =>
+          hooks.sent(
+            this.name,
+            (JSON.parse(decoder.decode(payload)) as { m: { id: string } }).m
+              .id,
+            viewId,
+            strategy as Strategy,
+          ),
+      });
+      const engine = member;
+      return {
+        name: this.name,
+        get view() {
+          return engine.view;
+        },
+        multicast: (payload, order) => engine.multicast(payload, order),
+        sendDirect: (to, payload) => engine.sendDirect(to, payload),
+        close: () => {
+          engine.close();
+          return Promise.resolve();
+        },
+      };
+    });
+    return member!;
   }
 
   /** Tells the member whether the members of node `node` are reachable. */

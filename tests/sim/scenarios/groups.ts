@@ -6,6 +6,9 @@
  * transfer), leave, and while the network loses, duplicates, reorders and
  * partitions; on a reliable network too.
  *
+ * The `actors` family runs the same, with a replicated actor in every
+ * member behind a `GroupHandle`: its state hash must agree at every view.
+ *
  * Checks, on the history every member recorded: view agreement, view
  * synchrony, integrity, FIFO, causal and total (agreed) order, gbcast
  * order against every message and view, state transfer (every member of a view holds the same digest of what it
@@ -75,7 +78,16 @@ function simulationOptions(
 /** Virtual time allowed, after the faults stop, for the group to settle. */
 const LIVENESS_BOUND_MS = 30_000;
 
-async function run(sim: Simulation, random: Prng): Promise<string | undefined> {
+/**
+ * One run; with `actors`, every member runs a replicated actor
+ * (`_sim_ledger.ts`) through a `GroupHandle`, and the state compared at
+ * every view is the actor's.
+ */
+async function run(
+  sim: Simulation,
+  random: Prng,
+  actors: boolean,
+): Promise<string | undefined> {
   const plan = drawPlan(random.fork("plan"));
   const fatal: string[] = [];
   const recorder = new GroupRecorder({
@@ -104,6 +116,7 @@ async function run(sim: Simulation, random: Prng): Promise<string | undefined> {
     sessionTtlMs: plan.sessionTtlMs,
     sendEveryMs: plan.sendEveryMs,
     stopAt: plan.faultWindowMs,
+    actors,
     // gbcast one time in ten: each costs an Oracle round and a flush.
     strategies: [
       ...Array<Strategy>(3).fill("fbcast"),
@@ -288,6 +301,13 @@ export const groupScenarios: Scenario[] = [
     description:
       "A process group of 2-7 members over an Oracle, under crashes, restarts, leaves, loss, duplication, reordering and partitions; checks view agreement, view synchrony, integrity, FIFO and liveness",
     options: simulationOptions,
-    run,
+    run: (sim, random) => run(sim, random, false),
+  }),
+  simScenario({
+    name: "actors",
+    description:
+      "The groups scenario with a replicated actor in every member (registers overwritten by abcast and gbcast, counters raised by fbcast and cbcast, behind GroupHandle); checks that every member's actor state hash agrees at every view, with all the groups checks",
+    options: simulationOptions,
+    run: (sim, random) => run(sim, random, true),
   }),
 ];
