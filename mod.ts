@@ -27,6 +27,8 @@ export {
   describeIssues,
   type DispatchTable,
   dispatchTable,
+  type EngineMessage,
+  type EngineView,
   type FailurePolicy,
   type GroupEngine,
   type GroupEngineEvents,

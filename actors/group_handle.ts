@@ -8,10 +8,8 @@
  */
 
 import { GroupDriver } from "../groups/driver.ts";
-import type { GroupMessage } from "../groups/member.ts";
 import type { Logger } from "../runtime/log.ts";
 import { type Clock, SystemClock, type TimerId } from "../runtime/clock.ts";
-import type { GroupView } from "../groups/types.ts";
 import {
   type Actor,
   type DispatchTable,
@@ -132,12 +130,34 @@ export interface GroupHandleStats {
   strayReplies: number;
 }
 
+/** A view as an engine reports it. */
+export interface EngineView {
+  /** The view's id. */
+  readonly viewId: number;
+  /** The members, in the same order everywhere. */
+  readonly members: readonly string[];
+}
+
+/** A message as an engine delivers it. */
+export interface EngineMessage {
+  /** The member that multicast it. */
+  readonly sender: string;
+  /** Its sequence number among the sender's messages in the view. */
+  readonly seq: number;
+  /** The view it was delivered in. */
+  readonly viewId: number;
+  /** The ordering it was sent with. */
+  readonly strategy: string;
+  /** The bytes. */
+  readonly payload: Uint8Array;
+}
+
 /** What a {@linkcode GroupHandle} runs on: one member of one group. */
 export interface GroupEngine {
   /** The member's name. */
   readonly name: string;
   /** The installed view, if any. */
-  readonly view: GroupView | undefined;
+  readonly view: EngineView | undefined;
   /** Multicasts in an ordering; `false` if the send queue is full. */
   multicast(payload: Uint8Array, order: Ordering): boolean;
   /** Sends to one member, point to point, best effort. */
@@ -149,11 +169,11 @@ export interface GroupEngine {
 /** What the engine tells its {@linkcode GroupHandle}. */
 export interface GroupEngineEvents {
   /** A message the group delivered. */
-  deliver(message: GroupMessage): void;
+  deliver(message: EngineMessage): void;
   /** A point-to-point message from a member of the view. */
   direct(from: string, payload: Uint8Array): void;
   /** A view was installed; `awaitingState`: a new member still waits for its state. */
-  viewInstalled(view: GroupView, awaitingState: boolean): void;
+  viewInstalled(view: EngineView, awaitingState: boolean): void;
   /** The actor's state, for a new member. */
   checkpoint(): Uint8Array;
   /** A new member's state arrived. */
@@ -552,7 +572,7 @@ export class GroupHandle<A extends Actor<unknown>> {
 
   // ----------------------------------------------------------- receiving
 
-  #onMessage(message: GroupMessage): void {
+  #onMessage(message: EngineMessage): void {
     const decoded = decodeEnvelope(message.payload);
     if ("error" in decoded || !("h" in decoded.envelope)) {
       this.#malformed(

@@ -20,6 +20,8 @@ export {
   type View,
 } from "./actor.ts";
 export {
+  type EngineMessage,
+  type EngineView,
   type FailurePolicy,
   type GroupEngine,
   type GroupEngineEvents,
