@@ -8,6 +8,7 @@
  */
 
 import { GroupDriver } from "../groups/driver.ts";
+import type { GroupCallbacks, GroupEndpoint } from "../groups/endpoint.ts";
 import type { Logger } from "../runtime/log.ts";
 import { type Clock, SystemClock, type TimerId } from "../runtime/clock.ts";
 import {
@@ -310,7 +311,6 @@ export class GroupHandle<A extends Actor<unknown>> {
     options: GroupJoinOptions<A>,
   ): Promise<GroupHandle<A>> {
     const handle = new GroupHandle(options);
-    const events = handle.#events();
     handle.#engine = await GroupDriver.join({
       group: options.group,
       label: options.label,
@@ -320,14 +320,43 @@ export class GroupHandle<A extends Actor<unknown>> {
       transport: options.transport,
       sessionTtlMs: options.sessionTtlMs,
       logger: options.logger,
+      ...handle.#callbacks(),
+    });
+    return handle;
+  }
+
+  /**
+   * Joins `options.group` with `options.actor` on a running endpoint,
+   * whose transport and Oracle session other groups may share (how
+   * {@linkcode Node.join} joins).
+   *
+   * @throws {TypeError} if the endpoint is already in the group.
+   * @throws {OracleError} if the Oracle refuses the join.
+   */
+  static async joinOn<A extends Actor<unknown>>(
+    endpoint: GroupEndpoint,
+    options: GroupHandleOptions<A>,
+  ): Promise<GroupHandle<A>> {
+    const handle = new GroupHandle(options);
+    handle.#engine = await GroupDriver.on(
+      endpoint,
+      options.group,
+      handle.#callbacks(),
+    );
+    return handle;
+  }
+
+  /** The events, as a driver's callbacks. */
+  #callbacks(): GroupCallbacks {
+    const events = this.#events();
+    return {
       deliver: events.deliver,
       direct: events.direct,
       viewInstalled: events.viewInstalled,
       state: { checkpoint: events.checkpoint, restore: events.restore },
       out: events.out,
       writable: events.writable,
-    });
-    return handle;
+    };
   }
 
   /**

@@ -10,8 +10,11 @@
  * - neither: a whole Oracle of one replica starts in this process (one
  *   process works out of the box; its groups live as long as it does).
  *
- * Each joined group has its own member transport on a free port of
- * `host` (the port is part of the member's name).
+ * Every group a node joins under one label shares one member transport
+ * and one Oracle session (an endpoint, on a free port of `host` unless
+ * given: the port is part of the member's name). A node's member of a
+ * group is named `label@host:port`; to put several members in one group
+ * from one node, join under several labels.
  *
  * @example One process, an in-process Oracle, one replicated actor
  * ```ts ignore
@@ -47,6 +50,7 @@ import {
   GroupHandle,
   type HandlerFailure,
 } from "./group_handle.ts";
+import { GroupEndpoint } from "../groups/endpoint.ts";
 
 /** This process as one replica of an Oracle. */
 export interface NodeReplicaOptions {
@@ -81,9 +85,13 @@ export interface NodeOptions {
 
 /** Options of {@linkcode Node.join}. */
 export interface JoinOptions {
-  /** The member's label (its name is `label@host:port`). Default: `node` and a counter. */
+  /**
+   * The endpoint to join on: its label (the member's name is
+   * `label@host:port`). Groups joined under one label share its transport
+   * and Oracle session. Default: the node's own label, made at start.
+   */
   readonly label?: string | undefined;
-  /** The port it listens on. Default: a free one. */
+  /** The port a new label's endpoint listens on. Default: a free one. */
   readonly port?: number | undefined;
   /** What a handler failure does. Default `"leave"`: the member leaves the group. */
   readonly failurePolicy?: FailurePolicy | undefined;
@@ -110,7 +118,10 @@ export class Node {
   readonly #options: NodeOptions;
   readonly #ownOracle: OracleGroup | OracleServer | undefined;
   readonly #handles = new Set<GroupHandle<Actor<unknown>>>();
-  #joined = 0;
+  /** Endpoints by label (being started, or running). */
+  readonly #endpoints = new Map<string, Promise<GroupEndpoint>>();
+  /** The default label: new for every node. */
+  readonly #label = `n${crypto.randomUUID().slice(0, 8)}`;
   #closing: Promise<void> | undefined;
 
   private constructor(
@@ -189,16 +200,13 @@ export class Node {
     if (this.#closing !== undefined) {
       throw new TypeError("This node is closed");
     }
-    const host = this.#options.host ?? "127.0.0.1";
-    const handle = await GroupHandle.join({
+    const endpoint = await this.#endpoint(
+      options.label ?? this.#label,
+      options.port,
+    );
+    const handle = await GroupHandle.joinOn(endpoint, {
       group: path,
       actor,
-      label: options.label ?? `node${++this.#joined}`,
-      listen: `${host}:${options.port ?? freePort(host)}`,
-      oracle: { ...this.oracle },
-      secret: this.#options.secret,
-      transport: this.#options.transport,
-      sessionTtlMs: this.#options.sessionTtlMs,
       logger: this.#options.logger,
       failurePolicy: options.failurePolicy,
       onFailure: options.onFailure,
@@ -212,13 +220,38 @@ export class Node {
     return handle;
   }
 
-  /** Leaves every group cleanly, then stops the Oracle this node runs, if any. Idempotent. */
+  /** Leaves every group cleanly, closes the endpoints, then stops the Oracle this node runs, if any. Idempotent. */
   close(): Promise<void> {
     this.#closing ??= (async () => {
       await Promise.all([...this.#handles].map((h) => h.leave()));
       this.#handles.clear();
+      const endpoints = await Promise.allSettled(this.#endpoints.values());
+      for (const e of endpoints) {
+        if (e.status === "fulfilled") await e.value.close();
+      }
       await this.#ownOracle?.stop();
     })();
     return this.#closing;
+  }
+
+  /** The endpoint of `label`, started on first use. */
+  #endpoint(label: string, port: number | undefined): Promise<GroupEndpoint> {
+    let endpoint = this.#endpoints.get(label);
+    if (endpoint === undefined) {
+      const host = this.#options.host ?? "127.0.0.1";
+      endpoint = GroupEndpoint.start({
+        label,
+        listen: `${host}:${port ?? freePort(host)}`,
+        oracle: { ...this.oracle },
+        secret: this.#options.secret,
+        transport: this.#options.transport,
+        sessionTtlMs: this.#options.sessionTtlMs,
+        logger: this.#options.logger,
+      });
+      this.#endpoints.set(label, endpoint);
+      // A failed start is forgotten: the next join tries again.
+      endpoint.catch(() => this.#endpoints.delete(label));
+    }
+    return endpoint;
   }
 }

@@ -76,7 +76,9 @@ try {
   const workers: GroupHandle<Worker>[] = [];
   for (let i = 0; i < 3; i++) {
     const worker = new Worker();
-    worker.handle = await node.join("/demo/coordinator", worker);
+    worker.handle = await node.join("/demo/coordinator", worker, {
+      label: `w${i}`,
+    });
     workers.push(worker.handle);
   }
   const [coordinator, cohort] = workers;

@@ -61,7 +61,9 @@ const node = await Node.start();
 try {
   const members: GroupHandle<Shared>[] = [];
   for (let i = 0; i < 3; i++) {
-    members.push(await node.join("/demo/shared", new Shared()));
+    members.push(
+      await node.join("/demo/shared", new Shared(), { label: `m${i}` }),
+    );
   }
   for (let i = 0; i < 500 && members[2].view?.members.length !== 3; i++) {
     await delay(10);

@@ -42,7 +42,9 @@ const node = await Node.start();
 try {
   const members = [];
   for (let i = 0; i < 4; i++) {
-    members.push(await node.join("/demo/search", new Searcher()));
+    members.push(
+      await node.join("/demo/search", new Searcher(), { label: `s${i}` }),
+    );
   }
   for (let i = 0; i < 500 && members[0].view?.members.length !== 4; i++) {
     await new Promise((r) => setTimeout(r, 10));

@@ -69,7 +69,7 @@ try {
   const spaces: Space[] = [];
   for (let i = 0; i < 3; i++) {
     const space = new Space();
-    space.handle = await node.join("/demo/tuples", space);
+    space.handle = await node.join("/demo/tuples", space, { label: `w${i}` });
     spaces.push(space);
   }
   for (

@@ -208,6 +208,33 @@ Deno.test("actors in a group: typed sends in order, queries, views, state transf
     });
 
     await t.step(
+      "groups joined under one label share its endpoint: one name, one transport",
+      async () => {
+        const other = await node.join("/test/other", new Kv(), { label: "a" });
+        const again = await node.join("/test/other", new Kv(), { label: "z" });
+        assert.equal(other.me, a.me, "one endpoint: one member name");
+        await until(
+          "a view of two in the other group",
+          () => again.view?.members.length === 2,
+        );
+        await other.send(Put, { key: "elsewhere", value: "1" });
+        await until(
+          "the other group's put",
+          () => again.actor.data.elsewhere === "1",
+        );
+        assert.equal(a.actor.data.elsewhere, undefined, "groups stay apart");
+        await assert.rejects(
+          () => node.join("/test/other", new Kv(), { label: "a" }),
+          /already a member of \/test\/other/,
+        );
+        await other.leave();
+        await again.leave();
+        await a.send(Put, { key: "still", value: "here" });
+        await until("a's group goes on", () => b.actor.data.still === "here");
+      },
+    );
+
+    await t.step(
       "a handler that throws: by default the member leaves",
       async () => {
         const failures: string[] = [];
