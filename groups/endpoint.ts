@@ -97,6 +97,9 @@ export class GroupEndpoint {
   >();
   readonly #known = new Set<string>();
   #badFrames = 0;
+  /** The tag of the last frame demultiplexed, and its group's member. */
+  #lastTag: Uint8Array | undefined;
+  #lastMember: GroupMember | undefined;
   #closing: Promise<void> | undefined;
 
   private constructor(
@@ -299,6 +302,7 @@ export class GroupEndpoint {
     const joined = this.#groups.get(group);
     if (joined === undefined) return;
     this.#groups.delete(group);
+    this.#lastTag = this.#lastMember = undefined;
     joined.subscription.close();
     joined.member.close();
   }
@@ -308,10 +312,8 @@ export class GroupEndpoint {
       this.#known.add(to);
       this.#transport.addPeer(to, addressOf(to));
     }
-    const tagged = new Uint8Array(tag.length + frame.length);
-    tagged.set(tag);
-    tagged.set(frame, tag.length);
-    return this.#transport.send(to, tagged);
+    // The tag goes in front without a copy of the frame of its own.
+    return this.#transport.send(to, frame, tag);
   }
 
   #onFrame(from: string, payload: Uint8Array): void {
@@ -324,19 +326,28 @@ export class GroupEndpoint {
       this.#badFrames++;
       return;
     }
-    let group: string;
-    try {
-      group = decoder.decode(payload.subarray(2, 2 + length));
-    } catch {
-      this.#badFrames++;
-      return;
+    const tag = payload.subarray(2, 2 + length);
+    let member = this.#lastTag !== undefined && sameBytes(this.#lastTag, tag)
+      ? this.#lastMember
+      : undefined;
+    if (member === undefined) {
+      let group: string;
+      try {
+        group = decoder.decode(tag);
+      } catch {
+        this.#badFrames++;
+        return;
+      }
+      member = this.#groups.get(group)?.member;
+      if (member === undefined) {
+        this.#badFrames++;
+        return;
+      }
+      // Frames come in runs of one group: the next one is likely the same.
+      this.#lastTag = tag.slice();
+      this.#lastMember = member;
     }
-    const joined = this.#groups.get(group);
-    if (joined === undefined) {
-      this.#badFrames++;
-      return;
-    }
-    joined.member.receive(from, payload.subarray(2 + length));
+    member.receive(from, payload.subarray(2 + length));
   }
 
   #reachable(peer: string, reachable: boolean): void {
@@ -357,6 +368,12 @@ function tagOf(group: string): Uint8Array {
   tag[1] = bytes.length & 0xff;
   tag.set(bytes, 2);
   return tag;
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 /** The address part of a member name `label@host:port`. */

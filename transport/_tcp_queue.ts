@@ -65,11 +65,13 @@ export class SendQueue {
   }
 
   /**
-   * Copies one frame in. Returns `true` if this sealed a full chunk (worth
-   * starting a write for right away).
+   * Copies one frame in: `prefix` (if any), then `payload`, as one frame.
+   * Returns `true` if this sealed a full chunk (worth starting a write for
+   * right away).
    */
-  push(kind: number, payload: Uint8Array): boolean {
-    const length = payload.length;
+  push(kind: number, payload: Uint8Array, prefix?: Uint8Array): boolean {
+    const before = prefix?.length ?? 0;
+    const length = before + payload.length;
     const size = FRAME_HEADER_SIZE + length;
     let tail = this.#tail;
     let sealed = false;
@@ -86,12 +88,12 @@ export class SendQueue {
     const buf = tail.buf;
     const at = tail.len;
     writeFrameHeader(buf, at, kind, length);
-    if (length <= 16) {
-      for (let i = 0; i < length; i++) {
-        buf[at + FRAME_HEADER_SIZE + i] = payload[i];
-      }
+    if (prefix !== undefined) buf.set(prefix, at + FRAME_HEADER_SIZE);
+    const start = at + FRAME_HEADER_SIZE + before;
+    if (payload.length <= 16) {
+      for (let i = 0; i < payload.length; i++) buf[start + i] = payload[i];
     } else {
-      buf.set(payload, at + FRAME_HEADER_SIZE);
+      buf.set(payload, start);
     }
     tail.len = at + size;
     tail.frames++;

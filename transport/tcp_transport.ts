@@ -499,7 +499,9 @@ export class TcpTransport implements Transport {
    * ```
    *
    * @param to The destination peer.
-   * @param payload The payload, at most `maxFrameSize` bytes.
+   * @param payload The payload (with `prefix`, at most `maxFrameSize` bytes).
+   * @param prefix Bytes that go in front of `payload` in the same frame,
+   * without a copy of their own (a multiplexer's tag, for one).
    * @returns `true` if the frame was queued (or dropped because `to` is
    * unreachable: a peer without an address whose connection is gone, or
    * after {@linkcode close}); `false` if the queue to `to` is full: wait for
@@ -507,8 +509,8 @@ export class TcpTransport implements Transport {
    * @throws {RangeError} if the payload is larger than `maxFrameSize`.
    * @throws {TypeError} if `to` is not known (no address, never connected).
    */
-  send(to: PeerId, payload: Uint8Array): boolean {
-    const length = payload.length;
+  send(to: PeerId, payload: Uint8Array, prefix?: Uint8Array): boolean {
+    const length = payload.length + (prefix?.length ?? 0);
     if (length > this.maxFrameSize) {
       this.#stats.oversizeRefusals++;
       throw new RangeError(
@@ -542,7 +544,7 @@ export class TcpTransport implements Transport {
       peer.refused = true;
       return false;
     }
-    const sealed = queue.push(FRAME_KIND_DATA, payload);
+    const sealed = queue.push(FRAME_KIND_DATA, payload, prefix);
     this.#stats.framesSent++;
     this.#stats.bytesSent += length;
     const conn = peer.conn;

@@ -501,7 +501,9 @@ export class UdpTransport implements Transport {
    * in one, and paced out at `sendRate`.
    *
    * @param to The peer, configured or learned.
-   * @param payload The payload, at most `maxFrameSize` bytes; it is copied.
+   * @param payload The payload (with `prefix`, at most `maxFrameSize`
+   * bytes); it is copied.
+   * @param prefix Bytes that go in front of `payload` in the same datagram.
    * @returns `true` if the frame was accepted (which does not mean it will
    * arrive; after {@linkcode close} it is dropped and counted in
    * `undeliverableDropped`); `false` if the queue is at `maxQueueBytes`:
@@ -509,7 +511,13 @@ export class UdpTransport implements Transport {
    * @throws {RangeError} if the payload is larger than `maxFrameSize`.
    * @throws {TypeError} if `to` has no known address.
    */
-  send(to: PeerId, payload: Uint8Array): boolean {
+  send(to: PeerId, payload: Uint8Array, prefix?: Uint8Array): boolean {
+    if (prefix !== undefined && prefix.length > 0) {
+      const whole = new Uint8Array(prefix.length + payload.length);
+      whole.set(prefix);
+      whole.set(payload, prefix.length);
+      payload = whole;
+    }
     this.#checkSize(payload, `to "${to}"`);
     const peer = this.#peers.get(to);
     if (peer === undefined) {
