@@ -220,7 +220,12 @@ export class Node {
     return handle;
   }
 
-  /** Leaves every group cleanly, closes the endpoints, then stops the Oracle this node runs, if any. Idempotent. */
+  /**
+   * Leaves every group cleanly, closes the endpoints, then stops the
+   * Oracle this node runs, if any. Idempotent. (Nodes that each run a
+   * replica: a leave needs a majority of them up, so close them together,
+   * not one after another.)
+   */
   close(): Promise<void> {
     this.#closing ??= (async () => {
       await Promise.all([...this.#handles].map((h) => h.leave()));

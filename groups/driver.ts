@@ -16,11 +16,7 @@
 import type { Logger } from "../runtime/log.ts";
 import type { GroupMember, GroupMemberStatus } from "./member.ts";
 import type { GroupView } from "./types.ts";
-import {
-  type GroupCallbacks,
-  GroupEndpoint,
-  type GroupEndpointOptions,
-} from "./endpoint.ts";
+import { type GroupCallbacks, GroupEndpoint } from "./endpoint.ts";
 
 /** Options of {@linkcode GroupDriver.join}: an endpoint of its own, a group, and the callbacks. */
 export interface GroupDriverOptions extends GroupCallbacks {

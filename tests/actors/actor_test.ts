@@ -9,6 +9,7 @@ import {
   type View,
 } from "../../actors/actor.ts";
 import { Node } from "../../actors/node.ts";
+import { freePorts } from "../oracle/_oracle_processes.ts";
 import {
   type GroupHandle,
   NotMemberError,
@@ -259,5 +260,49 @@ Deno.test("actors in a group: typed sends in order, queries, views, state transf
     );
   } finally {
     await node.close();
+  }
+});
+
+Deno.test("three nodes that each run one Oracle replica form a cluster with no separate Oracle processes", async () => {
+  const ports = freePorts(3);
+  const replicas = Object.fromEntries(
+    ports.map((port, i) => [`${i + 1}`, `127.0.0.1:${port}`]),
+  );
+  const root = await Deno.makeTempDir({ prefix: "cohort-embedded-" });
+  const nodes: Node[] = [];
+  let handles: GroupHandle<Kv>[] = [];
+  try {
+    for (const id of Object.keys(replicas)) {
+      nodes.push(
+        await Node.start({
+          replica: { id, replicas, dataDir: `${root}/${id}` },
+        }),
+      );
+    }
+    handles = await Promise.all(
+      nodes.map((node) => node.join("/test/embedded", new Kv())),
+    );
+    await until(
+      "a view of three",
+      () => handles.every((h) => h.view?.members.length === 3),
+    );
+    await handles[2].send(Put, { key: "k", value: "v" });
+    await until(
+      "the put everywhere",
+      () => handles.every((h) => h.actor.data.k === "v"),
+    );
+    await assert.rejects(
+      () =>
+        Node.start({
+          oracle: replicas,
+          replica: { id: "1", replicas, dataDir: root },
+        }),
+      /either oracle .* or replica/,
+    );
+  } finally {
+    // Leave while every replica is up: a leave needs the Oracle's majority.
+    await Promise.all(handles.map((h) => h.leave()));
+    await Promise.all(nodes.map((node) => node.close()));
+    await Deno.remove(root, { recursive: true });
   }
 });

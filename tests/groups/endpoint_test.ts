@@ -45,6 +45,7 @@ Deno.test("endpoint: frames without a well-formed group tag, or for a group it i
     await until("every bad frame counted", () => endpoint.badFrames === 4);
     member.multicast(new TextEncoder().encode("still here"));
     await until("the group goes on", () => delivered.includes("still here"));
+    assert.equal(endpoint.badFrames, 4, "the good frame is not counted");
   } finally {
     await stranger.close();
     await endpoint.close();
