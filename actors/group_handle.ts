@@ -266,6 +266,8 @@ export class GroupHandle<A extends Actor<unknown>> {
   readonly #options: GroupHandleOptions<A>;
   readonly #clock: Clock;
   #engine: GroupEngine | undefined;
+  /** This member's name (set before any event can arrive). */
+  #name = "";
   readonly #queries = new Map<number, PendingQuery>();
   #nextQuery = 0;
   #directCount = 0;
@@ -311,6 +313,8 @@ export class GroupHandle<A extends Actor<unknown>> {
     options: GroupJoinOptions<A>,
   ): Promise<GroupHandle<A>> {
     const handle = new GroupHandle(options);
+    // Known before the join returns: views may arrive before it does.
+    handle.#name = `${options.label}@${options.listen}`;
     handle.#engine = await GroupDriver.join({
       group: options.group,
       label: options.label,
@@ -338,6 +342,7 @@ export class GroupHandle<A extends Actor<unknown>> {
     options: GroupHandleOptions<A>,
   ): Promise<GroupHandle<A>> {
     const handle = new GroupHandle(options);
+    handle.#name = endpoint.name;
     handle.#engine = await GroupDriver.on(
       endpoint,
       options.group,
@@ -370,6 +375,7 @@ export class GroupHandle<A extends Actor<unknown>> {
   ): GroupHandle<A> {
     const handle = new GroupHandle(options);
     handle.#engine = open(handle.#events());
+    handle.#name = handle.#engine.name;
     return handle;
   }
 
@@ -402,7 +408,7 @@ export class GroupHandle<A extends Actor<unknown>> {
 
   /** This member's name in the group. */
   get me(): string {
-    return this.#engine?.name ?? "";
+    return this.#name;
   }
 
   /** The installed view, if any. */

@@ -42,9 +42,13 @@ class Kv extends Actor<Record<string, string>> {
     throw new Error(m.why);
   }
 
+  /** Who each view said this member is. */
+  me: string[] = [];
+
   @onView
   view(v: View): void {
     this.views.push(v.members.length);
+    this.me.push(v.me);
   }
 
   override checkpoint(): Record<string, string> {
@@ -123,6 +127,10 @@ Deno.test("actors in a group: typed sends in order, queries, views, state transf
       "a view of three",
       () => handles.every((h) => h.view?.members.length === 3),
     );
+    // Even a view that came before the join returned names the member.
+    for (const h of handles) {
+      assert.ok(h.actor.me.length > 0 && h.actor.me.every((m) => m === h.me));
+    }
 
     await t.step(
       "sends are validated, delivered everywhere in one order",
