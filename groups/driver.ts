@@ -13,33 +13,19 @@
  * @module
  */
 
-import type { Logger } from "../runtime/log.ts";
 import type { GroupMember, GroupMemberStatus } from "./member.ts";
 import type { GroupView } from "./types.ts";
-import { type GroupCallbacks, GroupEndpoint } from "./endpoint.ts";
+import {
+  type GroupCallbacks,
+  GroupEndpoint,
+  type GroupEndpointOptions,
+} from "./endpoint.ts";
 
 /** Options of {@linkcode GroupDriver.join}: an endpoint of its own, a group, and the callbacks. */
-export interface GroupDriverOptions extends GroupCallbacks {
+export interface GroupDriverOptions
+  extends GroupEndpointOptions, GroupCallbacks {
   /** The group's path. */
   group: string;
-  /** This incarnation's label (the member's name is `label@host:port`). */
-  label: string;
-  /** Where to listen: `"host:port"` with a fixed port (it is part of the name). */
-  listen: string;
-  /** The Oracle's replicas: id to `"host:port"`. */
-  oracle: Record<string, string>;
-  /** The cluster secret of the Oracle and of the members. */
-  secret?: string | Uint8Array | undefined;
-  /** The transport between members. Default `"tcp"`. */
-  transport?: "tcp" | "udp" | undefined;
-  /** The Oracle session's TTL, ms. Default 10,000. */
-  sessionTtlMs?: number | undefined;
-  /** See {@linkcode GroupEndpointOptions.primaryTimeoutMs}. */
-  primaryTimeoutMs?: number | undefined;
-  /** See {@linkcode GroupEndpointOptions.primary}. */
-  primary?(primary: boolean): void;
-  /** Where events are reported. Default: silent. */
-  logger?: Logger | undefined;
 }
 
 /** A {@linkcode GroupDriver}'s state: its member's, and whether it is in the primary partition. */
