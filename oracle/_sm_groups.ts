@@ -155,6 +155,23 @@ export class GroupTable {
       )?.session;
   }
 
+  /** An error unless `session` owns `member` of group `name`. */
+  #notOwned(
+    name: string,
+    g: Group,
+    member: string,
+    session: string,
+  ): { error: OracleErrorResult } | undefined {
+    const owner = this.#ownerOf(g, member);
+    if (owner === session) return undefined;
+    return fail(
+      "membership",
+      `Member ${quote(member)} of group ${quote(name)} belongs to session ${
+        quote(owner ?? "")
+      }`,
+    );
+  }
+
   /** The members after the proposal in flight, or the installed ones. */
   #effective(g: Group): ViewMember[] {
     return g.proposal?.members ?? g.installed?.members ?? [];
@@ -434,15 +451,8 @@ export class GroupTable {
         } is not a survivor of proposal ${viewId} of group ${quote(name)}`,
       );
     }
-    const owner = this.#ownerOf(g, member);
-    if (owner !== session) {
-      return fail(
-        "membership",
-        `Member ${quote(member)} of group ${quote(name)} belongs to session ${
-          quote(owner ?? "")
-        }`,
-      );
-    }
+    const notOwned = this.#notOwned(name, g, member, session);
+    if (notOwned !== undefined) return notOwned;
     if (!p.flushed.includes(member)) p.flushed.push(member);
     if (p.flushed.length === p.survivors.length) {
       this.#install(name, g, p.viewId, p.members, p.messages);
@@ -473,15 +483,8 @@ export class GroupTable {
         }: only its members may gbcast`,
       );
     }
-    const owner = this.#ownerOf(g, member);
-    if (owner !== session) {
-      return fail(
-        "membership",
-        `Member ${quote(member)} of group ${quote(name)} belongs to session ${
-          quote(owner ?? "")
-        }`,
-      );
-    }
+    const notOwned = this.#notOwned(name, g, member, session);
+    if (notOwned !== undefined) return notOwned;
     if (seq <= (g.gbcastSeq.get(member) ?? 0)) return { viewId: g.lastId };
     g.gbcastSeq.set(member, seq);
     const message: GbcastMessage = { member, seq, data };
