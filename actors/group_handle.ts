@@ -610,7 +610,8 @@ export class GroupHandle<A extends Actor<unknown>> {
   #onMessage(message: EngineMessage): void {
     const decoded = decodeEnvelope(message.payload);
     if ("error" in decoded || !("h" in decoded.envelope)) {
-      this.#malformed(
+      this.#drop(
+        "malformed",
         message.sender,
         "error" in decoded ? decoded.error : "a reply multicast to the group",
       );
@@ -627,7 +628,7 @@ export class GroupHandle<A extends Actor<unknown>> {
   #onDirect(from: string, payload: Uint8Array): void {
     const decoded = decodeEnvelope(payload);
     if ("error" in decoded) {
-      this.#malformed(from, decoded.error);
+      this.#drop("malformed", from, decoded.error);
       return;
     }
     const envelope = decoded.envelope;
@@ -648,10 +649,12 @@ export class GroupHandle<A extends Actor<unknown>> {
     return `direct/${from}/${++this.#directCount}`;
   }
 
-  #malformed(from: string, why: string): void {
-    this.#stats.malformedReceived++;
+  /** Drops a message from the network: counts, reports and logs why. */
+  #drop(kind: "malformed" | "invalid", from: string, why: string): void {
+    if (kind === "malformed") this.#stats.malformedReceived++;
+    else this.#stats.invalidReceived++;
     this.#options.onInvalid?.(from, why);
-    this.#options.logger?.log("warn", "actor.malformed_message", {
+    this.#options.logger?.log("warn", `actor.${kind}_message`, {
       group: this.group,
       from,
       why,
@@ -667,7 +670,11 @@ export class GroupHandle<A extends Actor<unknown>> {
     if (this.#out !== undefined) return;
     const entry = this.#table.handlers.get(envelope.h);
     if (entry === undefined) {
-      this.#malformed(sender, `no handler named ${JSON.stringify(envelope.h)}`);
+      this.#drop(
+        "malformed",
+        sender,
+        `no handler named ${JSON.stringify(envelope.h)}`,
+      );
       this.#reply(sender, envelope.q, { error: "no such handler" });
       return;
     }
@@ -676,13 +683,7 @@ export class GroupHandle<A extends Actor<unknown>> {
       const why = `invalid message for ${entry.name}: ${
         describeIssues(result.issues)
       }`;
-      this.#stats.invalidReceived++;
-      this.#options.onInvalid?.(sender, why);
-      this.#options.logger?.log("warn", "actor.invalid_message", {
-        group: this.group,
-        from: sender,
-        why,
-      });
+      this.#drop("invalid", sender, why);
       this.#reply(sender, envelope.q, { error: why });
       return;
     }
