@@ -15,6 +15,16 @@
 /** Per sender of the old view: the highest sequence number received without a gap. */
 export type ReceiveVector = Readonly<Record<string, number>>;
 
+/** The vector of a flush frame: `received[i]` is for `members[i]`. */
+export function vectorOf(
+  members: readonly string[],
+  received: readonly number[],
+): ReceiveVector {
+  const vector: Record<string, number> = {};
+  members.forEach((m, i) => vector[m] = received[i]);
+  return vector;
+}
+
 /** One echo duty: send `sender`'s messages `from`..`to` (inclusive) to `to`. */
 export interface Echo {
   /** The survivor that lacks them. */

@@ -71,7 +71,12 @@ import {
   encodeVector,
   FLUSH_MAGIC,
 } from "./_flush_frame.ts";
-import { echoDuties, flushTarget, type ReceiveVector } from "./_flush_plan.ts";
+import {
+  echoDuties,
+  flushTarget,
+  type ReceiveVector,
+  vectorOf,
+} from "./_flush_plan.ts";
 
 /**
  * A multicast waiting to go out: a control message carries its header
@@ -778,9 +783,7 @@ export class GroupMember {
         early.received.length === view.members.length &&
         view.members.includes(from)
       ) {
-        const vector: Record<MemberId, number> = {};
-        view.members.forEach((m, i) => vector[m] = early.received[i]);
-        vectors.set(from, vector);
+        vectors.set(from, vectorOf(view.members, early.received));
       }
     }
     vectors.set(this.#options.me, limit);
@@ -876,9 +879,7 @@ export class GroupMember {
       return;
     }
     if (flush !== undefined && frame.proposal === flush.proposal) {
-      const vector: Record<MemberId, number> = {};
-      view.members.forEach((m, i) => vector[m] = frame.received[i]);
-      flush.vectors.set(from, vector);
+      flush.vectors.set(from, vectorOf(view.members, frame.received));
       this.#progressFlush();
     } else if (flush === undefined || frame.proposal > flush.proposal) {
       // This member has not seen that proposal yet: keep the vector for it.
