@@ -5,9 +5,9 @@
  * @module
  */
 
-import { GroupMember } from "../../groups/member.ts";
 import type { ViewEvent } from "../../oracle/commands.ts";
 import { Simulation } from "../../sim/mod.ts";
+import { simMembers } from "./_sim_members.ts";
 
 export const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -25,32 +25,18 @@ export function group() {
   const requests: { seq: number; payload: string }[] = [];
   const flushed: string[] = [];
   const sent: string[] = [];
-  const nodes = new Map<string, GroupMember>();
-  for (const me of ["a", "b"]) {
-    sim.addNode(me, (env) => {
-      const member = new GroupMember({
-        me,
-        clock: env.clock,
-        send: (to, frame) => env.transport.send(to, frame),
-        deliver: (m) =>
-          log.get(me)!.push(
-            `${m.strategy} ${decoder.decode(m.payload)} in ${m.viewId}`,
-          ),
-        viewInstalled: (v) => log.get(me)!.push(`view ${v.viewId}`),
-        flushed: (viewId) => flushed.push(`${me} ${viewId}`),
-        suspect: () => {},
-        orderGbcast: (seq, payload) =>
-          requests.push({ seq, payload: decoder.decode(payload) }),
-        sent: (payload, viewId, seq, strategy) =>
-          sent.push(`${strategy} ${decoder.decode(payload)} ${viewId}:${seq}`),
-      });
-      env.transport.setHandler({
-        onFrame: (from, bytes) => member.receive(from, bytes),
-      });
-      nodes.set(me, member);
-      return {};
-    });
-  }
+  const nodes = simMembers(sim, ["a", "b"], (me) => ({
+    deliver: (m) =>
+      log.get(me)!.push(
+        `${m.strategy} ${decoder.decode(m.payload)} in ${m.viewId}`,
+      ),
+    viewInstalled: (v) => log.get(me)!.push(`view ${v.viewId}`),
+    flushed: (viewId) => flushed.push(`${me} ${viewId}`),
+    orderGbcast: (seq, payload) =>
+      requests.push({ seq, payload: decoder.decode(payload) }),
+    sent: (payload, viewId, seq, strategy) =>
+      sent.push(`${strategy} ${decoder.decode(payload)} ${viewId}:${seq}`),
+  }));
   sim.runFor(1);
   const feed = (event: ViewEvent) => {
     for (const node of nodes.values()) node.onViewEvent(event);

@@ -3,6 +3,7 @@ import { GroupMember } from "../../groups/member.ts";
 import { ackFrame } from "../../groups/_state_transfer.ts";
 import type { ViewEvent } from "../../oracle/commands.ts";
 import { Simulation } from "../../sim/mod.ts";
+import { simMembers } from "./_sim_members.ts";
 
 const m = (...names: string[]) =>
   names.map((member) => ({ member, session: member }));
@@ -103,28 +104,12 @@ Deno.test("member: a new member whose provider leaves before the state arrived s
 Deno.test("member: sends queued behind a full window go out once it reopens (none stall)", () => {
   const sim = new Simulation({ seed: 3 });
   const got: number[] = [];
-  const members = new Map<string, GroupMember>();
-  for (const me of ["a", "b"]) {
-    sim.addNode(me, (env) => {
-      const member = new GroupMember({
-        me,
-        clock: env.clock,
-        send: (to, frame) => env.transport.send(to, frame),
-        deliver: (message) => {
-          if (me === "b") got.push(message.payload[0]);
-        },
-        viewInstalled: () => {},
-        flushed: () => {},
-        suspect: () => {},
-        reliable: { window: 4 },
-      });
-      env.transport.setHandler({
-        onFrame: (from, bytes) => member.receive(from, bytes),
-      });
-      members.set(me, member);
-      return {};
-    });
-  }
+  const members = simMembers(sim, ["a", "b"], (me) => ({
+    deliver: (message) => {
+      if (me === "b") got.push(message.payload[0]);
+    },
+    reliable: { window: 4 },
+  }));
   sim.runFor(1);
   for (const member of members.values()) {
     member.onViewEvent(view(1, ["a", "b"], ["a", "b"]));
@@ -139,31 +124,17 @@ Deno.test("member: sends queued behind a full window go out once it reopens (non
 
 Deno.test("member: a flush echoes a large backlog in frames that fit a transport frame", () => {
   const sim = new Simulation({ seed: 5 });
-  const members = new Map<string, GroupMember>();
   const echoSizes: number[] = [];
   const flushed: string[] = [];
   const got = new Map<string, number>();
-  for (const me of ["a", "b", "c"]) {
-    sim.addNode(me, (env) => {
-      const member = new GroupMember({
-        me,
-        clock: env.clock,
-        send: (to, frame) => {
-          if (frame[0] === 0xc7 && frame[1] === 2) echoSizes.push(frame.length);
-          return env.transport.send(to, frame);
-        },
-        deliver: () => got.set(me, (got.get(me) ?? 0) + 1),
-        viewInstalled: () => {},
-        flushed: (viewId) => flushed.push(`${me} ${viewId}`),
-        suspect: () => {},
-      });
-      env.transport.setHandler({
-        onFrame: (from, bytes) => member.receive(from, bytes),
-      });
-      members.set(me, member);
-      return {};
-    });
-  }
+  const members = simMembers(sim, ["a", "b", "c"], (me, env) => ({
+    send: (to, frame) => {
+      if (frame[0] === 0xc7 && frame[1] === 2) echoSizes.push(frame.length);
+      return env.transport.send(to, frame);
+    },
+    deliver: () => got.set(me, (got.get(me) ?? 0) + 1),
+    flushed: (viewId) => flushed.push(`${me} ${viewId}`),
+  }));
   sim.runFor(1);
   for (const member of members.values()) {
     member.onViewEvent(view(1, ["a", "b", "c"], ["a", "b", "c"]));
@@ -201,27 +172,9 @@ Deno.test("member: a flush echoes a large backlog in frames that fit a transport
 Deno.test("member: a point-to-point message reaches the member it names; one from outside the view is dropped and counted", () => {
   const sim = new Simulation({ seed: 7 });
   const got: string[] = [];
-  const members = new Map<string, GroupMember>();
-  for (const me of ["a", "b", "x"]) {
-    sim.addNode(me, (env) => {
-      const member = new GroupMember({
-        me,
-        clock: env.clock,
-        send: (to, frame) => env.transport.send(to, frame),
-        deliver: () => {},
-        viewInstalled: () => {},
-        flushed: () => {},
-        suspect: () => {},
-        direct: (from, payload) =>
-          got.push(`${me} <- ${from}: ${[...payload]}`),
-      });
-      env.transport.setHandler({
-        onFrame: (from, bytes) => member.receive(from, bytes),
-      });
-      members.set(me, member);
-      return {};
-    });
-  }
+  const members = simMembers(sim, ["a", "b", "x"], (me) => ({
+    direct: (from, payload) => got.push(`${me} <- ${from}: ${[...payload]}`),
+  }));
   sim.runFor(1);
   members.get("a")!.onViewEvent(view(1, ["a", "b"], ["a", "b"]));
   members.get("b")!.onViewEvent(view(1, ["a", "b"], ["a", "b"]));
