@@ -1,26 +1,9 @@
 import assert from "node:assert/strict";
+import { runExample } from "./_run_example.ts";
 
-/** Runs `examples/<name>.ts` and returns its last stdout line, parsed. */
+/** An example's closing JSON line. */
 async function run(name: string): Promise<Record<string, unknown>> {
-  const path = new URL(`../../examples/${name}.ts`, import.meta.url).pathname;
-  const output = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--allow-net=127.0.0.1",
-      "--allow-read",
-      "--allow-write",
-      "--allow-run",
-      path,
-    ],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const stderr = new TextDecoder().decode(output.stderr);
-  assert.equal(output.code, 0, `${name} exited ${output.code}: ${stderr}`);
-  const lines = new TextDecoder().decode(output.stdout).trim().split("\n");
-  const result = JSON.parse(lines.at(-1)!);
-  console.log(`${name}: ${JSON.stringify(result)}`);
-  return result;
+  return (await runExample(name)).result;
 }
 
 Deno.test("locks: one holder at a time, and a stale holder's write is refused by its fencing token", async () => {

@@ -1,0 +1,40 @@
+/**
+ * Runs an example as its README says (`deno run` with the demo task's
+ * permissions) and reads the JSON line it ends with.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+
+/**
+ * Runs `examples/<name>.ts` with `args`; asserts it exits 0.
+ *
+ * @returns Its last stdout line, parsed, and its stderr.
+ */
+export async function runExample(
+  name: string,
+  args: string[] = [],
+): Promise<{ result: Record<string, unknown>; stderr: string }> {
+  const path = new URL(`../../examples/${name}.ts`, import.meta.url).pathname;
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-net=127.0.0.1",
+      "--allow-read",
+      "--allow-write",
+      "--allow-run",
+      "--allow-env",
+      path,
+      ...args,
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const stderr = new TextDecoder().decode(output.stderr);
+  assert.equal(output.code, 0, `${name} exited ${output.code}: ${stderr}`);
+  const lines = new TextDecoder().decode(output.stdout).trim().split("\n");
+  const result = JSON.parse(lines.at(-1)!);
+  console.log(`${name}: ${JSON.stringify(result)}`);
+  return { result, stderr };
+}
