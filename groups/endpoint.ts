@@ -20,6 +20,7 @@ import { type Logger, silentLogger } from "../runtime/log.ts";
 import { SystemClock } from "../runtime/clock.ts";
 import { TcpTransport } from "../transport/tcp_transport.ts";
 import { UdpTransport } from "../transport/udp_transport.ts";
+import { splitHostPort } from "../transport/_options.ts";
 import {
   GroupMember,
   type GroupMemberOptions,
@@ -142,12 +143,15 @@ export class GroupEndpoint {
    * @throws {OracleError} if the Oracle cannot be reached.
    */
   static async start(options: GroupEndpointOptions): Promise<GroupEndpoint> {
-    const { hostname, port } = parseAddress(options.listen);
-    if (port === 0) {
+    const address = splitHostPort(options.listen);
+    if (address === undefined) {
       throw new TypeError(
-        `Invalid listen ${options.listen}: the port is part of the member's name, use a fixed one`,
+        `Invalid listen ${
+          JSON.stringify(options.listen)
+        }: use "host:port" with a fixed port (it is part of the member's name)`,
       );
     }
+    const { hostname, port } = address;
     const ttlMs = options.sessionTtlMs ?? 10_000;
     const primaryTimeoutMs = options.primaryTimeoutMs ?? ttlMs / 2;
     if (!(primaryTimeoutMs > ttlMs / 4)) {
@@ -379,16 +383,4 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
 /** The address part of a member name `label@host:port`. */
 function addressOf(member: string): string {
   return member.slice(member.lastIndexOf("@") + 1);
-}
-
-function parseAddress(address: string): { hostname: string; port: number } {
-  const colon = address.lastIndexOf(":");
-  const hostname = address.slice(0, colon);
-  const port = Number(address.slice(colon + 1));
-  if (colon <= 0 || !Number.isInteger(port) || port < 0 || port > 65535) {
-    throw new TypeError(
-      `Invalid listen address ${JSON.stringify(address)}: use "host:port"`,
-    );
-  }
-  return { hostname, port };
 }
