@@ -30,7 +30,7 @@ import {
   describeIssues,
   type InferInput,
   type Schema,
-  type SchemaResult,
+  validate,
 } from "./schema.ts";
 
 /** What a member does when one of its handlers throws. */
@@ -235,17 +235,6 @@ interface PendingQuery {
 
 /** Most queries in flight per handle. */
 const MAX_QUERIES = 10_000;
-
-/** Validates synchronously: handlers run in delivery order. */
-function validateNow(schema: Schema, value: unknown): SchemaResult<unknown> {
-  const result = schema["~standard"].validate(value);
-  if (result instanceof Promise) {
-    throw new TypeError(
-      "Handler schemas must validate synchronously (no async refinements): messages are handled in delivery order",
-    );
-  }
-  return result;
-}
 
 /**
  * One actor's membership of one group (see the module documentation).
@@ -569,7 +558,7 @@ export class GroupHandle<A extends Actor<unknown>> {
         `${this.actor.constructor.name} has no handler for this schema: declare one with @handler(schema)`,
       );
     }
-    const result = validateNow(schema, message);
+    const result = validate(schema, message);
     if (result.issues !== undefined) {
       throw new TypeError(
         `Invalid message for handler ${entry.name}: ${
@@ -678,7 +667,7 @@ export class GroupHandle<A extends Actor<unknown>> {
       this.#reply(sender, envelope.q, { error: "no such handler" });
       return;
     }
-    const result = validateNow(entry.schema, envelope.m);
+    const result = validate(entry.schema, envelope.m);
     if (result.issues !== undefined) {
       const why = `invalid message for ${entry.name}: ${
         describeIssues(result.issues)
@@ -764,7 +753,7 @@ export class GroupHandle<A extends Actor<unknown>> {
     }
     let reply: QueryReply<unknown> = { member: from, ...outcome };
     if (outcome.ok && query.reply !== undefined) {
-      const checked = validateNow(query.reply, outcome.value);
+      const checked = validate(query.reply, outcome.value);
       reply = checked.issues === undefined
         ? { member: from, ok: true, value: checked.value }
         : {

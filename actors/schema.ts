@@ -12,8 +12,8 @@
  * import assert from "node:assert/strict";
  *
  * const Put: Schema<unknown, { key: string }> = z.object({ key: z.string() });
- * assert.deepEqual(await validate(Put, { key: "a" }), { value: { key: "a" } });
- * assert.ok("issues" in await validate(Put, { key: 1 }));
+ * assert.deepEqual(validate(Put, { key: "a" }), { value: { key: "a" } });
+ * assert.ok("issues" in validate(Put, { key: 1 }));
  * ```
  *
  * @module
@@ -64,15 +64,23 @@ export type InferOutput<S extends Schema> = NonNullable<
 >["output"];
 
 /**
- * Validates `value` against `schema`.
+ * Validates `value` against `schema`, synchronously: messages are handled
+ * in delivery order, so their schemas may not refine asynchronously.
  *
  * @returns `{ value }` (the schema's output) or `{ issues }`.
+ * @throws {TypeError} if the schema validates asynchronously.
  */
-export async function validate<Output>(
+export function validate<Output>(
   schema: Schema<unknown, Output>,
   value: unknown,
-): Promise<SchemaResult<Output>> {
-  return await schema["~standard"].validate(value);
+): SchemaResult<Output> {
+  const result = schema["~standard"].validate(value);
+  if (result instanceof Promise) {
+    throw new TypeError(
+      "Handler schemas must validate synchronously (no async refinements): messages are handled in delivery order",
+    );
+  }
+  return result;
 }
 
 /** The issues as one line: `path: message; ...`. */
