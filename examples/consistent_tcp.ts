@@ -111,7 +111,6 @@ if (values.peer) {
       await conn.write(new Uint8Array([1, 2, 3, 4]));
       if ((await conn.read(buffer)) === 4) echoes++;
     }
-    await new Promise((r) => setTimeout(r, 300)); // both up a while
     peer.kill("SIGKILL");
     const killedAt = Date.now();
     brokeWhilePeerInView = broken; // nothing may break it before the report

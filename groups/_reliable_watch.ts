@@ -8,10 +8,11 @@
  * whichever is later: frames in flight may still arrive) is suspected
  * sooner.
  *
- * A member never heard from in the view is not suspected: it may not have
- * learned of the view yet (views reach members through the Oracle at
- * different times). If it crashed, the Oracle ends its session; if it
- * lives but hears nothing, it holds up stability and is reported slow.
+ * A member never heard from in the view is not suspected for its silence:
+ * it may not have learned of the view yet (views reach members through the
+ * Oracle at different times). If it crashed, its lost connection or the
+ * end of its Oracle session gives it away; if it lives but hears nothing,
+ * it holds up stability and is reported slow.
  *
  * @module
  */
@@ -73,15 +74,26 @@ export class PeerWatch {
 
   /**
    * When member `m`, unreachable, becomes due for suspicion: `NaN` if it
-   * is reachable, never heard from, or already suspected.
+   * is reachable or already suspected.
    *
    * @param m The member's index.
    */
   unreachableDue(m: number): number {
-    return this.#reportedSuspect[m]
-      ? NaN
-      : Math.max(this.#downSince[m], this.#heardAt[m]) +
-        this.#o.unreachableAfterMs;
+    return this.#reportedSuspect[m] ? NaN : this.#unreachableAt(m);
+  }
+
+  /**
+   * `unreachableAfterMs` after the later of the loss and the last frame
+   * (frames in flight may still arrive); `NaN` while reachable. A lost
+   * connection is evidence enough even from a member not heard from in
+   * this view yet.
+   */
+  #unreachableAt(m: number): number {
+    const heardAt = this.#heardAt[m];
+    return Math.max(
+      this.#downSince[m],
+      Number.isNaN(heardAt) ? -Infinity : heardAt,
+    ) + this.#o.unreachableAfterMs;
   }
 
   /**
@@ -104,17 +116,14 @@ export class PeerWatch {
    * @param closed Whether the instance closed (a report may close it).
    */
   check(now: number, acks: AckMatrix, closed: () => boolean): void {
-    const { me, members, suspectAfterMs, slowAfterMs, unreachableAfterMs } =
-      this.#o;
+    const { me, members, suspectAfterMs, slowAfterMs } = this.#o;
     for (let m = 0; m < members.length && !closed(); m++) {
       if (m === me) continue;
-      const heardAt = this.#heardAt[m];
-      const downSince = this.#downSince[m];
       // NaN (never heard, or reachable) compares false.
-      const reason = now - heardAt >= suspectAfterMs
+      const reason = now - this.#heardAt[m] >= suspectAfterMs
         ? "silent: no heartbeat"
         // The same sum as unreachableDue: a check at that time is due.
-        : now >= Math.max(downSince, heardAt) + unreachableAfterMs
+        : now >= this.#unreachableAt(m)
         ? "unreachable: connection lost"
         : undefined;
       if (!this.#reportedSuspect[m] && reason !== undefined) {

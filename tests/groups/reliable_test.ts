@@ -836,3 +836,19 @@ Deno.test("a member whose connection was lost is suspected after unreachableAfte
     /Invalid unreachableAfterMs 150: must be at most suspectAfterMs \(100\)/,
   );
 });
+
+Deno.test("a lost connection gives away a member not heard from in the view yet (its silence alone would not)", () => {
+  const sim = new Simulation({ seed: 6, peerEvents: false });
+  const members = group(sim, { viewId: 1, members: ["a", "b"] }, {
+    heartbeatMs: 10_000,
+    suspectAfterMs: 5_000,
+    unreachableAfterMs: 200,
+  });
+  const a = members.get("a")!;
+  sim.crash("b"); // before a heard anything from it
+  sim.schedule(0, () => a.rm.reachable("b", false));
+  sim.runFor(150);
+  assert.deepEqual(a.suspected, []);
+  sim.runFor(100);
+  assert.deepEqual(a.suspected, ["b"]);
+});
