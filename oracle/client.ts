@@ -28,6 +28,7 @@
  * @module
  */
 
+import { openOrClose } from "./_open_session.ts";
 import { type Clock, SystemClock, type TimerId } from "../runtime/clock.ts";
 import { CryptoRandom, type Random } from "../runtime/random.ts";
 import { type Logger, silentLogger } from "../runtime/log.ts";
@@ -645,13 +646,7 @@ export class OracleClient {
       throw error;
     }
     client.#ownsTransport = true;
-    try {
-      await client.open();
-    } catch (error) {
-      await client.close();
-      throw error;
-    }
-    return client;
+    return await openOrClose(client);
   }
 
   // ------------------------------------------------------------ session

@@ -21,6 +21,7 @@
  * @module
  */
 
+import { openOrClose } from "./_open_session.ts";
 import { type Clock, SystemClock } from "../runtime/clock.ts";
 import { CryptoRandom } from "../runtime/random.ts";
 import { type Logger, silentLogger } from "../runtime/log.ts";
@@ -375,13 +376,7 @@ export class OracleTreeClient {
       throw error;
     }
     client.#ownsRootTransport = true;
-    try {
-      await client.open();
-    } catch (error) {
-      await client.close();
-      throw error;
-    }
-    return client;
+    return await openOrClose(client);
   }
 
   // ------------------------------------------------------------ session

@@ -7,6 +7,7 @@
  * @module
  */
 
+import { openOrClose } from "./_open_session.ts";
 import type { OracleClient } from "./client.ts";
 import type { OracleTreeLink, OracleTreeUpstream } from "./replica.ts";
 
@@ -47,11 +48,11 @@ export function oracleTreeLink(options: OracleTreeLinkOptions): OracleTreeLink {
     name,
     syncMs: options.syncMs,
     async connect(): Promise<OracleTreeUpstream> {
-      const parentClient = await opened(parent);
+      const parentClient = await openOrClose(await parent());
       let rootClient = parentClient;
       if (root !== undefined) {
         try {
-          rootClient = await opened(root);
+          rootClient = await openOrClose(await root());
         } catch (error) {
           await parentClient.close();
           throw error;
@@ -68,18 +69,4 @@ export function oracleTreeLink(options: OracleTreeLinkOptions): OracleTreeLink {
       };
     },
   };
-}
-
-/** Makes a client and opens its session; a client that fails to open is closed. */
-async function opened(
-  make: () => Promise<OracleClient>,
-): Promise<OracleClient> {
-  const client = await make();
-  try {
-    await client.open();
-  } catch (error) {
-    await client.close();
-    throw error;
-  }
-  return client;
 }
