@@ -110,7 +110,11 @@ Deno.test("member: an unknown strategy is refused with the known ones named; str
   );
 });
 
-Deno.test("abcast: the sequencer's ORDERs decide; an ORDER from another member or malformed is dropped; at the end of the view the unordered go by sender then seq", () => {
+/**
+ * abcast in view [s, b, c]: the sequencer `s`, whose ORDERs are kept in
+ * `orders` and whose deferred work waits in `deferred`, and member `c`.
+ */
+function sequencerAndMember() {
   const view = { viewId: 1, members: ["s", "b", "c"] };
   const orders: Uint8Array[] = [];
   const deferred: (() => void)[] = [];
@@ -121,6 +125,11 @@ Deno.test("abcast: the sequencer's ORDERs decide; an ORDER from another member o
     (callback) => deferred.push(callback),
   );
   const c = abcast.create(view, "c", noEmit, noDefer);
+  return { s, c, orders, deferred };
+}
+
+Deno.test("abcast: the sequencer's ORDERs decide; an ORDER from another member or malformed is dropped; at the end of the view the unordered go by sender then seq", () => {
+  const { s, c, orders, deferred } = sequencerAndMember();
   const m = (sender: string, seq: number) => message(sender, seq, c.stamp());
   const [b1, c1, b2] = [m("b", 1), m("c", 1), m("b", 2)];
   // The sequencer orders in arrival order, c1 then b1, each turn's
@@ -150,16 +159,7 @@ Deno.test("abcast: the sequencer's ORDERs decide; an ORDER from another member o
 });
 
 Deno.test("abcast: the sequencer's own messages are ordered where they stand in its stream, without an ORDER; another member cannot claim that", () => {
-  const view = { viewId: 1, members: ["s", "b", "c"] };
-  const orders: Uint8Array[] = [];
-  const deferred: (() => void)[] = [];
-  const s = abcast.create(
-    view,
-    "s",
-    (header) => orders.push(header),
-    (callback) => deferred.push(callback),
-  );
-  const c = abcast.create(view, "c", noEmit, noDefer);
+  const { s, c, orders, deferred } = sequencerAndMember();
   const b1 = message("b", 1, c.stamp());
   // The sequencer decides b1, then multicasts its own s1 in the same turn:
   // its stream is s1, then the ORDER of b1.

@@ -14,6 +14,13 @@ function twoMembers(): Harness {
   return h;
 }
 
+/** Every one of `members` (member X of session x) reports `flushed` for `viewId`. */
+function flushAll(h: Harness, viewId: number, members: string[]): void {
+  for (const m of members) {
+    h.call(m.toLowerCase(), { op: "flushed", group: G, viewId, member: m });
+  }
+}
+
 const AB = [{ member: "A", session: "a" }, { member: "B", session: "b" }];
 
 Deno.test("a gbcast is a proposal with the same members that carries it", () => {
@@ -93,26 +100,12 @@ Deno.test("queued gbcasts and membership changes keep their order", () => {
   assert.equal(gbcastB.type, "propose");
   assert.deepEqual(gbcastB.members.map((m) => m.member), ["A", "B", "C"]);
   assert.deepEqual(gbcastB.messages, [{ member: "B", seq: 1, data: "Ag==" }]);
-  for (const m of ["A", "B", "C"]) {
-    h.call(m.toLowerCase(), {
-      op: "flushed",
-      group: G,
-      viewId: 4,
-      member: m,
-    });
-  }
+  flushAll(h, 4, ["A", "B", "C"]);
   const joinD = h.views(G).at(-1)!;
   assert.equal(joinD.type, "propose");
   assert.deepEqual(joinD.members.map((m) => m.member), ["A", "B", "C", "D"]);
   assert.equal(joinD.messages, undefined);
-  for (const m of ["A", "B", "C"]) {
-    h.call(m.toLowerCase(), {
-      op: "flushed",
-      group: G,
-      viewId: 5,
-      member: m,
-    });
-  }
+  flushAll(h, 5, ["A", "B", "C"]);
   const gbcastA = h.views(G).at(-1)!;
   assert.deepEqual(gbcastA.messages, [{ member: "A", seq: 1, data: "AQ==" }]);
   assert.equal(gbcastA.viewId, 6);
