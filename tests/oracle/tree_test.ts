@@ -77,8 +77,12 @@ Deno.test("oracle tree on TCP: the root redirects a delegated path, the child ad
     assert.equal(moved?.delegation?.prefix, "/a");
     assert.equal(moved?.delegation?.group, "A");
     assert.deepEqual(moved?.delegation?.replicas, tree.child.replicas);
+    // A plain client of a child group opens its session at the root first,
+    // under the same id: the child ends sessions the root does not have.
+    const home = await OracleClient.connect({ replicas: tree.root.replicas });
     const direct = await OracleClient.connect({
       replicas: tree.child.replicas,
+      id: home.session,
     });
     try {
       const read = await direct.read("/a/log", 1, 10);
@@ -89,6 +93,7 @@ Deno.test("oracle tree on TCP: the root redirects a delegated path, the child ad
       assert.deepEqual(childTree.owns, ["/a"]);
     } finally {
       await direct.close();
+      await home.close();
     }
     // Each replica's status shows its group's place in the tree.
     for (const server of tree.child.servers.values()) {
