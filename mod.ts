@@ -76,6 +76,7 @@ export {
   type Storage,
   SystemClock,
   type TimerId,
+  withFields,
 } from "./runtime/mod.ts";
 export {
   type Codec,
@@ -106,3 +107,7 @@ export {
   type ViewEvent,
   type ViewMember,
 } from "./oracle/mod.ts";
+export type { GroupDriverStatus } from "./groups/driver.ts";
+export type { GroupMemberStatus } from "./groups/member.ts";
+export type { StateTransferRecord } from "./groups/_member_history.ts";
+export type { GroupView, MemberId } from "./groups/types.ts";

@@ -7,7 +7,7 @@
  * @module
  */
 
-import { GroupDriver } from "../groups/driver.ts";
+import { GroupDriver, type GroupDriverStatus } from "../groups/driver.ts";
 import type { GroupCallbacks, GroupEndpoint } from "../groups/endpoint.ts";
 import type { Logger } from "../runtime/log.ts";
 import { type Clock, SystemClock, type TimerId } from "../runtime/clock.ts";
@@ -165,6 +165,8 @@ export interface GroupEngine {
   sendDirect(to: string, payload: Uint8Array): boolean;
   /** Leaves the group and stops. */
   close(): Promise<void>;
+  /** The member's protocol state, for status pages and metrics (engines that keep one). */
+  status?(): GroupDriverStatus;
 }
 
 /** What the engine tells its {@linkcode GroupHandle}. */
@@ -411,6 +413,15 @@ export class GroupHandle<A extends Actor<unknown>> {
   /** Counters (a copy). */
   stats(): GroupHandleStats {
     return { ...this.#stats };
+  }
+
+  /**
+   * The member's protocol state (view, flush, sent, delivered, unstable,
+   * state transfers, primary partition), or `undefined` when its engine
+   * keeps none or the member is out of the group.
+   */
+  memberStatus(): GroupDriverStatus | undefined {
+    return this.#out === undefined ? this.#engine?.status?.() : undefined;
   }
 
   /**

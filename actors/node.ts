@@ -43,6 +43,8 @@ import {
   OracleServer,
   startOracleGroup,
 } from "../oracle/server.ts";
+import { OracleClient } from "../oracle/client.ts";
+import type { OracleReplicaStatus } from "../oracle/replica.ts";
 import { type Logger, silentLogger } from "../runtime/log.ts";
 import type { Actor } from "./actor.ts";
 import {
@@ -120,8 +122,12 @@ export class Node {
   readonly #handles = new Set<GroupHandle<Actor<unknown>>>();
   /** Endpoints by label (being started, or running). */
   readonly #endpoints = new Map<string, Promise<GroupEndpoint>>();
-  /** The default label: new for every node. */
-  readonly #label = `n${crypto.randomUUID().slice(0, 8)}`;
+  /** The node's id: its default label (members joined without a label are `id@host:port`). */
+  readonly id: string = `n${crypto.randomUUID().slice(0, 8)}`;
+  /** When the node started, ms since the epoch. */
+  readonly startedAt: number = Date.now();
+  /** The node's own Oracle session for inspection and admin actions, opened on first use. */
+  #adminClient: Promise<OracleClient> | undefined;
   #closing: Promise<void> | undefined;
 
   private constructor(
@@ -201,7 +207,7 @@ export class Node {
       throw new TypeError("This node is closed");
     }
     const endpoint = await this.#endpoint(
-      options.label ?? this.#label,
+      options.label ?? this.id,
       options.port,
     );
     const handle = await GroupHandle.joinOn(endpoint, {
@@ -220,6 +226,59 @@ export class Node {
     return handle;
   }
 
+  /** The groups this node is a member of now, one handle per membership. */
+  groups(): readonly GroupHandle<Actor<unknown>>[] {
+    return [...this.#handles];
+  }
+
+  /** Where this node's members listen: label to `"host:port"` (endpoints started so far). */
+  async addresses(): Promise<Record<string, string>> {
+    const started = await Promise.allSettled(this.#endpoints.values());
+    const addresses: Record<string, string> = {};
+    for (const result of started) {
+      if (result.status !== "fulfilled") continue;
+      const name = result.value.name;
+      const at = name.indexOf("@");
+      addresses[name.slice(0, at)] = name.slice(at + 1);
+    }
+    return addresses;
+  }
+
+  /** The status of every Oracle replica this node runs (none when it uses a running Oracle). */
+  replicaStatus(): OracleReplicaStatus[] {
+    const own = this.#ownOracle;
+    if (own === undefined) return [];
+    if (own instanceof OracleServer) return [own.status()];
+    return [...own.servers.values()].map((server) => server.status());
+  }
+
+  /**
+   * An Oracle session of this node's own, for reading the Oracle (locks,
+   * channels, views) and for admin actions; opened on first use, closed
+   * with the node.
+   *
+   * @throws {TypeError} if the node is closed.
+   */
+  oracleClient(): Promise<OracleClient> {
+    if (this.#closing !== undefined) {
+      return Promise.reject(new TypeError("This node is closed"));
+    }
+    if (this.#adminClient === undefined) {
+      const client = OracleClient.connect({
+        replicas: this.oracle,
+        secret: this.#options.secret,
+        sessionTtlMs: this.#options.sessionTtlMs,
+        logger: this.#options.logger,
+      });
+      this.#adminClient = client;
+      // A failed connect is forgotten: the next call tries again.
+      client.catch(() => {
+        if (this.#adminClient === client) this.#adminClient = undefined;
+      });
+    }
+    return this.#adminClient;
+  }
+
   /**
    * Leaves every group cleanly, closes the endpoints, then stops the
    * Oracle this node runs, if any. Idempotent. (Nodes that each run a
@@ -234,6 +293,8 @@ export class Node {
       for (const e of endpoints) {
         if (e.status === "fulfilled") await e.value.close();
       }
+      const admin = await this.#adminClient?.catch(() => undefined);
+      await admin?.close();
       await this.#ownOracle?.stop();
     })();
     return this.#closing;

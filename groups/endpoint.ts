@@ -16,7 +16,7 @@
 
 import { OracleClient, OracleError } from "../oracle/client.ts";
 import { viewChannel, type ViewEvent } from "../oracle/commands.ts";
-import { type Logger, silentLogger } from "../runtime/log.ts";
+import { type Logger, silentLogger, withFields } from "../runtime/log.ts";
 import { SystemClock } from "../runtime/clock.ts";
 import { TcpTransport } from "../transport/tcp_transport.ts";
 import { UdpTransport } from "../transport/udp_transport.ts";
@@ -241,6 +241,7 @@ export class GroupEndpoint {
     const member: GroupMember = new GroupMember({
       me: name,
       clock: this.#clock,
+      logger: withFields(this.#logger, { group }),
       send: (to, frame) => this.#send(to, tag, frame),
       deliver: (message) => callbacks.deliver(message),
       viewInstalled: (view) =>

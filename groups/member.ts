@@ -41,6 +41,7 @@
  */
 
 import type { Clock } from "../runtime/clock.ts";
+import { type Logger, silentLogger } from "../runtime/log.ts";
 import type { GbcastMessage, ViewEvent } from "../oracle/commands.ts";
 import { MAX_GBCAST_BYTES } from "../oracle/_client_args.ts";
 import { fromBase64 } from "../runtime/_base64.ts";
@@ -55,6 +56,7 @@ import type {
   StrategyFactory,
 } from "./ordering.ts";
 import { fbcast } from "./fbcast.ts";
+import { MemberHistory, type StateTransferRecord } from "./_member_history.ts";
 import { cbcast } from "./cbcast.ts";
 import { abcast } from "./abcast.ts";
 import {
@@ -195,6 +197,11 @@ export interface GroupMemberOptions {
   stateLost?(): void;
   /** Bytes per state-transfer chunk. Default 60,000. */
   stateChunkBytes?: number | undefined;
+  /**
+   * Where view installs, flushes, suspicions and state transfers are
+   * logged, one line each (never one per message). Default: silent.
+   */
+  logger?: Logger | undefined;
   /** A point-to-point message from a member of the view ({@linkcode GroupMember.sendDirect}). */
   direct?(from: MemberId, payload: Uint8Array): void;
   /** Most application sends queued while there is no view, a flush runs or the window is full. Default 10,000. */
@@ -236,6 +243,16 @@ interface Flush {
   readonly peersDone: Set<MemberId>;
   /** This member's vector frame, resent until every survivor is done. */
   readonly vectorFrame: Uint8Array;
+  /** When the flush started (clock ms). */
+  readonly startedAt: number;
+}
+
+/** A checkpoint being streamed to new members. */
+interface Outbound {
+  readonly sender: StateSender;
+  readonly joiners: readonly MemberId[];
+  readonly bytes: number;
+  readonly startedAt: number;
 }
 
 /** What a {@linkcode GroupMember} is doing, for tests and status pages. */
@@ -256,6 +273,18 @@ export interface GroupMemberStatus {
   awaitingState: boolean;
   /** Whether this member's gbcast waits for the Oracle (its later sends wait behind it). */
   gbcastPending: boolean;
+  /** Messages this member multicast, every view. */
+  sent: number;
+  /** Own messages sent again (NAK answers and tail resends), every view. */
+  retransmitted: number;
+  /** Messages held now, not yet known received by every member (this view). */
+  unstable: number;
+  /** Flushes finished (views installed after one). */
+  flushes: number;
+  /** How long the last flush took, from its proposal to the new view, in ms; `null` before the first. */
+  lastFlushMs: number | null;
+  /** The latest finished state transfers (at most 8), oldest first. */
+  stateTransfers: readonly StateTransferRecord[];
 }
 
 /** One member of one process group (see the module documentation). */
@@ -287,10 +316,14 @@ export class GroupMember {
   #departing = false;
   /** Members already reported in this view. */
   #reported = new Set<MemberId>();
-  /** A checkpoint being streamed to new members. */
-  #senders: StateSender[] = [];
-  /** This new member's incoming checkpoint, and who sends it. */
-  #receiver: { state: StateReceiver; provider: MemberId } | undefined;
+  /** Checkpoints being streamed to new members. */
+  #senders: Outbound[] = [];
+  /** This new member's incoming checkpoint, who sends it, and since when. */
+  #receiver:
+    | { state: StateReceiver; provider: MemberId; startedAt: number }
+    | undefined;
+  /** Totals across views, flush durations, state transfers; the log. */
+  readonly #history: MemberHistory;
   /** Where outgoing messages are framed with their strategy and stamp. */
   #envelope = new Uint8Array(1024);
   /** Deliveries held until the state is restored. */
@@ -321,6 +354,9 @@ export class GroupMember {
     this.#options = options;
     this.#maxQueued = options.maxQueued ?? 10_000;
     this.#flushResendMs = options.flushResendMs ?? 50;
+    this.#history = new MemberHistory(options.logger ?? silentLogger, {
+      member: options.me,
+    });
     for (const factory of options.strategies ?? [fbcast, cbcast, abcast]) {
       if (
         !Number.isInteger(factory.code) || factory.code < 1 ||
@@ -470,7 +506,7 @@ export class GroupMember {
     const view: GroupView = { viewId: event.viewId, members };
     if (!members.includes(this.#options.me)) {
       if (this.#view !== undefined) {
-        for (const sender of this.#senders) sender.close();
+        for (const { sender } of this.#senders) sender.close();
         this.#senders = [];
         this.#receiver = undefined;
         this.#pendingApp = [];
@@ -535,6 +571,8 @@ export class GroupMember {
 
   /** A snapshot of the member's state. */
   status(): GroupMemberStatus {
+    const reliable = this.#reliable?.stats();
+    const totals = this.#history.totals(reliable);
     return {
       view: this.#view ?? null,
       flushing: this.#flush?.done === false ? this.#flush.proposal : null,
@@ -544,6 +582,12 @@ export class GroupMember {
       excluded: this.#excluded,
       awaitingState: this.#receiver !== undefined,
       gbcastPending: this.#gbcast !== undefined,
+      sent: totals.sent,
+      retransmitted: totals.retransmitted,
+      unstable: reliable?.unstableCount ?? 0,
+      flushes: this.#history.flushes,
+      lastFlushMs: this.#history.lastFlushMs,
+      stateTransfers: this.#history.stateTransfers,
     };
   }
 
@@ -551,7 +595,7 @@ export class GroupMember {
   close(): void {
     this.#closed = true;
     this.#flush = undefined;
-    for (const sender of this.#senders) sender.close();
+    for (const { sender } of this.#senders) sender.close();
     this.#senders = [];
     this.#reliable?.close();
     this.#reliable = undefined;
@@ -681,8 +725,10 @@ export class GroupMember {
       return;
     }
     if (frame.kind === "ack") {
-      for (const sender of this.#senders) {
-        if (sender.transfer === frame.transfer) sender.onAck(from, frame.next);
+      for (const outbound of this.#senders) {
+        if (outbound.sender.transfer !== frame.transfer) continue;
+        outbound.sender.onAck(from, frame.next);
+        if (outbound.sender.pending.length === 0) this.#sentState(outbound);
       }
       return;
     }
@@ -698,6 +744,14 @@ export class GroupMember {
     if (state === undefined) return;
     this.#receiver = undefined;
     this.#options.state!.restore(state);
+    const now = this.#options.clock.now();
+    this.#history.transferred({
+      viewId: incoming.state.transfer,
+      direction: "received",
+      peers: [incoming.provider],
+      bytes: state.length,
+      ms: now - incoming.startedAt,
+    });
     // What happened since, in order: messages, and views installed meanwhile.
     const pending = this.#pendingApp;
     this.#pendingApp = [];
@@ -719,8 +773,8 @@ export class GroupMember {
    * longer in the view stop.
    */
   #transferState(view: GroupView, joined: readonly MemberId[]): void {
-    for (const sender of this.#senders) sender.keepOnly(view.members);
-    this.#senders = this.#senders.filter((s) => s.pending.length > 0);
+    for (const { sender } of this.#senders) sender.keepOnly(view.members);
+    this.#senders = this.#senders.filter((s) => s.sender.pending.length > 0);
     if (
       this.#options.state === undefined || !joined.includes(this.#options.me)
     ) {
@@ -728,7 +782,11 @@ export class GroupMember {
     }
     const provider = view.members.find((m) => !joined.includes(m));
     if (provider !== undefined) {
-      this.#receiver = { state: new StateReceiver(view.viewId), provider };
+      this.#receiver = {
+        state: new StateReceiver(view.viewId),
+        provider,
+        startedAt: this.#options.clock.now(),
+      };
     }
   }
 
@@ -747,10 +805,11 @@ export class GroupMember {
     if (provider !== this.#options.me) return;
     const joiners = joined.filter((m) => this.#view?.members.includes(m));
     if (joiners.length === 0) return;
-    this.#senders.push(
-      new StateSender({
+    const checkpoint = state.checkpoint();
+    this.#senders.push({
+      sender: new StateSender({
         transfer: view.viewId,
-        state: state.checkpoint(),
+        state: checkpoint,
         joiners,
         clock: this.#options.clock,
         send: (to, frame) => this.#options.send(to, frame),
@@ -758,7 +817,23 @@ export class GroupMember {
         window: 16,
         resendMs: 100,
       }),
-    );
+      joiners,
+      bytes: checkpoint.length,
+      startedAt: this.#options.clock.now(),
+    });
+  }
+
+  /** Every joiner of `outbound` acknowledged the whole checkpoint. */
+  #sentState(outbound: Outbound): void {
+    this.#senders = this.#senders.filter((s) => s !== outbound);
+    const now = this.#options.clock.now();
+    this.#history.transferred({
+      viewId: outbound.sender.transfer,
+      direction: "sent",
+      peers: outbound.joiners,
+      bytes: outbound.bytes,
+      ms: now - outbound.startedAt,
+    });
   }
 
   // -------------------------------------------------------------- flush
@@ -803,6 +878,7 @@ export class GroupMember {
         oldView: view.viewId,
         received: view.members.map((m) => limit[m]),
       }),
+      startedAt: this.#flush?.startedAt ?? this.#options.clock.now(),
     };
     this.#flush = flush;
     this.#sendFlushFrames(flush);
@@ -925,6 +1001,10 @@ export class GroupMember {
       if (member !== this.#options.me) this.#options.send(member, done);
     }
     this.#options.flushed(flush.proposal);
+    this.#history.flushed(
+      flush.proposal,
+      this.#options.clock.now() - flush.startedAt,
+    );
   }
 
   /** Delivers, in order, the held messages at or below `limit`; keeps the rest. */
@@ -995,13 +1075,20 @@ export class GroupMember {
     }
     this.#control.length = 0;
     this.#transferState(view, joined);
-    this.#reliable?.close();
+    const flushMs = this.#flush === undefined
+      ? undefined
+      : this.#options.clock.now() - this.#flush.startedAt;
+    if (this.#reliable !== undefined) {
+      this.#history.endView(this.#reliable.stats());
+      this.#reliable.close();
+    }
     this.#flush = undefined;
     this.#held.clear();
     this.#deliveredUpTo.clear();
     this.#reported.clear();
     this.#view = view;
     this.#departing = false;
+    this.#history.viewInstalled(view.viewId, view.members, joined, flushMs);
     this.#ordering = new Map(
       [...this.#byCode].map(([code, factory]) => [
         code,
@@ -1069,6 +1156,7 @@ export class GroupMember {
   #report(member: MemberId, reason: string): void {
     if (this.#reported.has(member) || member === this.#options.me) return;
     this.#reported.add(member);
+    this.#history.suspected(member, reason, this.#view!.viewId);
     this.#options.suspect(member, reason, this.#view!.viewId);
   }
 }

@@ -98,3 +98,30 @@ function writeStderr(line: string): void {
 
 /** A logger that discards everything (the default of library components). */
 export const silentLogger: Logger = { log() {} };
+
+/**
+ * A logger that adds `fields` to every line it passes on to `logger`
+ * (the line's own fields win).
+ *
+ * @example Tag a component's lines with its group
+ * ```ts
+ * import { JsonLogger, withFields } from "./log.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const lines: string[] = [];
+ * const log = withFields(new JsonLogger({ write: (l) => lines.push(l) }), { group: "/g" });
+ * log.log("info", "group.view_installed", { viewId: 2 });
+ * assert.equal(JSON.parse(lines[0]).group, "/g");
+ * ```
+ *
+ * @param logger Where the lines go.
+ * @param fields Fields added to every line.
+ * @returns The tagging logger.
+ */
+export function withFields(logger: Logger, fields: LogFields): Logger {
+  if (logger === silentLogger) return logger;
+  return {
+    log: (level, event, extra = {}) =>
+      logger.log(level, event, { ...fields, ...extra }),
+  };
+}

@@ -17,4 +17,5 @@ export {
   type Logger,
   type LogLevel,
   silentLogger,
+  withFields,
 } from "./log.ts";

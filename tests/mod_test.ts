@@ -30,6 +30,7 @@ Deno.test("root module exports exactly the stable core", () => {
     "silentLogger",
     "startOracleGroup",
     "validate",
+    "withFields",
   ]);
 });
 

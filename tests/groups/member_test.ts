@@ -187,3 +187,101 @@ Deno.test("member: a point-to-point message reaches the member it names; one fro
   assert.deepEqual(got, ["b <- a: 1,2"]);
   assert.equal(members.get("a")!.status().badFrames, 1);
 });
+
+Deno.test("member: status totals sends across views, times the last flush and lists state transfers; the log has one line per view, flush and transfer, none per message", () => {
+  const sim = new Simulation({ seed: 7 });
+  const lines: { member: string; event: string; [k: string]: unknown }[] = [];
+  const flushedAt = new Map<string, number>();
+  const members = simMembers(sim, ["a", "b", "j"], (me) => ({
+    logger: {
+      log: (_level, event, fields) =>
+        lines.push({ member: me, event, ...fields }),
+    },
+    flushed: () => flushedAt.set(me, sim.clock.now()),
+    state: {
+      checkpoint: () => new Uint8Array(5000).fill(3),
+      restore: () => {},
+    },
+  }));
+  sim.runFor(1);
+  const [a, b, j] = ["a", "b", "j"].map((n) => members.get(n)!);
+  a.onViewEvent(view(1, ["a", "b"], ["a", "b"]));
+  b.onViewEvent(view(1, ["a", "b"], ["a", "b"]));
+  for (let i = 0; i < 10; i++) a.multicast(new Uint8Array([i]));
+  sim.runFor(50);
+  const proposal: ViewEvent = {
+    type: "propose",
+    group: "/g",
+    viewId: 2,
+    fromViewId: 1,
+    members: m("a", "b", "j"),
+    survivors: ["a", "b"],
+    joining: ["j"],
+    leaving: [],
+  };
+  const proposedAt = sim.clock.now();
+  a.onViewEvent(proposal);
+  b.onViewEvent(proposal);
+  sim.runFor(40);
+  assert.equal(flushedAt.size, 2, "a and b flushed");
+  for (const member of [a, b, j]) {
+    member.onViewEvent(view(2, ["a", "b", "j"], ["j"]));
+  }
+  const installedAt = sim.clock.now();
+  for (let i = 0; i < 5; i++) a.multicast(new Uint8Array([i]));
+  sim.runFor(500);
+
+  const status = a.status();
+  assert.equal(status.sent, 15, "sends of both views");
+  assert.equal(status.flushes, 1);
+  assert.equal(status.lastFlushMs, installedAt - proposedAt);
+  assert.equal(status.unstable, 0, "everything acknowledged by now");
+  assert.deepEqual(
+    status.stateTransfers.map((t) => [t.viewId, t.direction, t.peers, t.bytes]),
+    [[2, "sent", ["j"], 5000]],
+  );
+  assert.deepEqual(
+    j.status().stateTransfers.map((t) => [t.direction, t.peers, t.bytes]),
+    [["received", ["a"], 5000]],
+  );
+  assert.equal(j.status().flushes, 0, "j joined: no flush of its own");
+  const of = (member: string) =>
+    lines.filter((l) => l.member === member).map((l) => l.event);
+  assert.deepEqual(of("a"), [
+    "group.view_installed",
+    "group.flushed",
+    "group.view_installed",
+    "group.state_sent",
+  ]);
+  assert.deepEqual(of("j"), ["group.view_installed", "group.state_received"]);
+  const flushLine = lines.find((l) =>
+    l.member === "a" && l.event === "group.flushed"
+  )!;
+  assert.equal(flushLine.ms, flushedAt.get("a")! - proposedAt);
+});
+
+Deno.test("member: a suspicion is logged once per member and view", () => {
+  const sim = new Simulation({ seed: 8 });
+  const events: string[] = [];
+  const suspected: string[] = [];
+  const members = simMembers(sim, ["a", "b"], (me) => ({
+    logger: {
+      log: (_level, event, fields) => {
+        if (me === "a") events.push(`${event} ${fields?.suspect ?? ""}`.trim());
+      },
+    },
+    suspect: (who) => suspected.push(who),
+    reliable: { suspectAfterMs: 100 },
+  }));
+  sim.runFor(1);
+  for (const member of members.values()) {
+    member.onViewEvent(view(1, ["a", "b"], ["a", "b"]));
+  }
+  for (let i = 0; i < 5; i++) members.get("a")!.multicast(new Uint8Array([i]));
+  sim.runFor(500);
+  sim.crash("b");
+  for (let i = 0; i < 5; i++) members.get("a")!.multicast(new Uint8Array([i]));
+  sim.runFor(5_000);
+  assert.deepEqual(suspected, ["b"]);
+  assert.deepEqual(events, ["group.view_installed", "group.suspect b"]);
+});
