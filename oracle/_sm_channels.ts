@@ -223,6 +223,23 @@ export class ChannelStore {
     return { events, next };
   }
 
+  /** The paths of every channel that ever had an event, in insertion order (for `list`). */
+  paths(): IterableIterator<string> {
+    return this.#channels.keys();
+  }
+
+  /**
+   * A channel's first retained sequence number and the last one appended
+   * (`first` is `last + 1` when it retains nothing); `undefined` for a
+   * channel that never had an event.
+   */
+  bounds(path: string): { first: number; last: number } | undefined {
+    const channel = this.#channels.get(path);
+    return channel === undefined
+      ? undefined
+      : { first: channel.first, last: channel.next - 1 };
+  }
+
   /**
    * The first channel that ever had an event whose path passes `test`. A scan of every channel: only a delegation asks.
    */

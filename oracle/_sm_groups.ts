@@ -540,6 +540,11 @@ export class GroupTable {
     };
   }
 
+  /** The names of every group ever joined, in insertion order (for `list`). */
+  names(): IterableIterator<string> {
+    return this.#groups.keys();
+  }
+
   /**
    * The first group record (kept forever once a group was joined) whose
    * name passes `test`. A scan of every group: only a delegation

@@ -164,6 +164,11 @@ export class LockTable {
     };
   }
 
+  /** The paths of every held lock, in insertion order (for `list`). */
+  paths(): IterableIterator<string> {
+    return this.#locks.keys();
+  }
+
   /**
    * The first held lock whose path passes `test` (a queued request waits
    * on a held lock). A scan of every lock: only a delegation asks.

@@ -28,6 +28,12 @@ export const MAX_MEMBER_LENGTH = 256;
 export const MAX_REASON_LENGTH = 1_024;
 /** The most events one read returns. */
 export const MAX_READ_LIMIT = 1_000;
+/** The most entries one `list` returns. */
+export const MAX_LIST_LIMIT = 1_000;
+/** How many entries a `list` without `limit` returns. */
+export const DEFAULT_LIST_LIMIT = 100;
+/** What a `list` can list. */
+export const LIST_KINDS: readonly string[] = ["locks", "channels", "groups"];
 /** The longest Oracle group name in a delegation, in characters. */
 export const MAX_TREE_GROUP_LENGTH = 128;
 /** The most replicas a delegation names. */
@@ -91,8 +97,9 @@ function checkPathField(
   field: string,
   value: unknown,
   write: boolean,
+  root = false,
 ): { error: OracleErrorResult } | undefined {
-  const reason = pathError(value);
+  const reason = pathError(value, { root });
   if (reason !== undefined) {
     return fail("invalid_path", `Field "${field}": ${reason}`);
   }
@@ -256,6 +263,28 @@ export function checkReadOp(
           "invalid",
           `Field "sessions" must be an array of 1 to ${MAX_ENDED_QUERY} session ids (strings)`,
         );
+    case "list":
+      return (LIST_KINDS.includes(op.kind) ? undefined : fail(
+        "invalid",
+        `Field "kind" must be one of ${
+          LIST_KINDS.map((k) => `"${k}"`).join(", ")
+        }, got ${
+          typeof op.kind === "string" ? quote(op.kind) : String(op.kind)
+        }`,
+      )) ??
+        checkPathField("prefix", op.prefix, false, true) ??
+        (op.after === undefined
+          ? undefined
+          : checkPathField("after", op.after, false)) ??
+        (op.limit === undefined ||
+            (isCount(op.limit, 1) && op.limit <= MAX_LIST_LIMIT)
+          ? undefined
+          : fail(
+            "invalid",
+            `Field "limit" must be an integer from 1 to ${MAX_LIST_LIMIT}, got ${
+              String(op.limit)
+            }`,
+          ));
     default:
       return fail(
         "unknown_op",

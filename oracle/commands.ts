@@ -246,13 +246,100 @@ export interface EndedSessionsOp {
   readonly sessions: readonly string[];
 }
 
+/** What a {@linkcode ListOp} lists: `locks`, `channels` or `groups`. */
+export type ListKind = keyof ListEntries;
+
+/**
+ * Lists the locks, channels or groups this Oracle group holds at or under
+ * `prefix`, sorted by path (plain string order), one page at a time.
+ * Result: {@linkcode ListPage} of {@linkcode ListedLock},
+ * {@linkcode ListedChannel} or {@linkcode ListedGroup}.
+ *
+ * The prefix is checked for ownership like a read of that path (`moved`,
+ * `not_owner`); `/` is accepted, and on a child group gets `not_owner`
+ * (it owns only what it adopted). A prefix above a delegated subtree
+ * lists only what this group holds: nothing lies under a delegated
+ * prefix here. `/_sys` entries (view channels, the tree channel) are
+ * plain paths: a prefix of `/` or at or under `/_sys` lists them, as a
+ * prefix subscription to `/` sees them.
+ */
+export interface ListOp {
+  /** The operation's name. */
+  readonly op: "list";
+  /** Which table: held locks, channels that ever had an event, or groups ever joined. */
+  readonly kind: ListKind;
+  /** Lists this path and every path under it (a valid path, or `/`). */
+  readonly prefix: string;
+  /** A cursor (a valid path): only entries whose path sorts strictly after it. */
+  readonly after?: string | undefined;
+  /** The most entries returned (1-1,000). Default 100. */
+  readonly limit?: number | undefined;
+}
+
+/** A held lock, as `list` with kind `locks` returns it (`get_lock`'s fields plus the path). */
+export interface ListedLock {
+  /** The lock's path. */
+  readonly path: string;
+  /** The holding session (a lock nobody holds is not listed). */
+  readonly holder: string;
+  /** The fencing token of the current grant. */
+  readonly token: number;
+  /** How many requests wait in the queue. */
+  readonly waiters: number;
+}
+
+/**
+ * A channel that ever had an event, as `list` with kind `channels` returns
+ * it. When `first` is `last + 1` the channel retains no event (all were
+ * truncated or dropped by retention); its numbering still goes on.
+ */
+export interface ListedChannel {
+  /** The channel's path. */
+  readonly path: string;
+  /** The first retained sequence number (`last + 1` when none is retained). */
+  readonly first: number;
+  /** The sequence number of the last event ever appended. */
+  readonly last: number;
+}
+
+/** A group ever joined, as `list` with kind `groups` returns it. */
+export interface ListedGroup {
+  /** The group's path. */
+  readonly group: string;
+  /** The installed view's id, or `null` before the first view is installed. */
+  readonly viewId: number | null;
+  /** The installed view's members in order (`[]` without a view). */
+  readonly members: readonly ViewMember[];
+  /** The view id of the proposal in flight, or `null` when none is. */
+  readonly proposal: number | null;
+}
+
+/** The entry a `list` of each kind returns. */
+export interface ListEntries {
+  /** Held locks. */
+  readonly locks: ListedLock;
+  /** Channels that ever had an event. */
+  readonly channels: ListedChannel;
+  /** Groups ever joined. */
+  readonly groups: ListedGroup;
+}
+
+/** One page of a `list`. */
+export interface ListPage<T> {
+  /** The entries, sorted by path. */
+  readonly items: readonly T[];
+  /** The last item's path when more entries follow (pass it as `after`), else `null`. */
+  readonly next: string | null;
+}
+
 /** Every read (served after a read-index round, never logged). */
 export type ReadOp =
   | ReadChannelOp
   | GetLockOp
   | GetViewOp
   | GetTreeOp
-  | EndedSessionsOp;
+  | EndedSessionsOp
+  | ListOp;
 
 /** Keeps the request's session alive (handled by the leader, never logged). */
 export interface KeepAliveOp {

@@ -40,6 +40,7 @@ import {
   type ReadOp,
 } from "./commands.ts";
 import { isUnder } from "./path.ts";
+import { isReadOp } from "./_op_path.ts";
 import { RaftNode } from "./raft.ts";
 import type {
   LogEntry,
@@ -496,6 +497,31 @@ export class OracleReplica {
     return this.#sm.digest();
   }
 
+  /**
+   * Answers a read from this replica's applied state, at once: no
+   * read-index round, no session, whatever the role. Not linearizable: a
+   * follower (or a leader that was just deposed) may answer from a stale
+   * state, missing writes another replica already acknowledged; the
+   * answer reflects {@linkcode OracleReplica.appliedIndex} at the time of
+   * the call. For admin pages and debugging inside a replica's process;
+   * clients read linearizably through `OracleClient`.
+   *
+   * @example List the groups this replica knows about
+   * ```ts ignore
+   * const page = replica.inspect({ op: "list", kind: "groups", prefix: "/" });
+   * if ("ok" in page) console.log(page.ok);
+   * ```
+   *
+   * @param op A read: `read`, `get_lock`, `get_view`, `get_tree`,
+   *   `ended_sessions` or `list`.
+   * @returns What the state machine answers: `{ ok }` with the read's
+   *   result, or `{ error }` (`invalid`, `invalid_path`, `unknown_op`,
+   *   `compacted`, `moved`, `not_owner`). Never `not_leader`.
+   */
+  inspect(op: ReadOp): OpResult {
+    return this.#sm.read(undefined, op);
+  }
+
   /** A JSON view of this replica. */
   status(): OracleReplicaStatus {
     const tree = this.#sm.tree();
@@ -682,10 +708,7 @@ export class OracleReplica {
       });
       return;
     }
-    if (
-      op.op === "read" || op.op === "get_lock" || op.op === "get_view" ||
-      op.op === "get_tree" || op.op === "ended_sessions"
-    ) {
+    if (isReadOp(op)) {
       this.#readBatch.push({ client: from, r: frame.r, session: frame.s, op });
       this.#schedule();
       return;

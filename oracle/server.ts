@@ -13,6 +13,7 @@ import { type Logger, silentLogger } from "../runtime/log.ts";
 import { CryptoRandom } from "../runtime/random.ts";
 import { TcpTransport } from "../transport/tcp_transport.ts";
 import { OracleClient } from "./client.ts";
+import type { OpResult, ReadOp } from "./commands.ts";
 import { newClientId } from "./_client_id.ts";
 import {
   OracleReplica,
@@ -197,6 +198,44 @@ export class OracleServer {
   /** A JSON view of the replica. */
   status(): OracleReplicaStatus {
     return this.#replica.status();
+  }
+
+  /**
+   * Answers a read from this replica's applied state, without a
+   * read-index round (see {@linkcode OracleReplica.inspect}): for an
+   * admin page running in the replica's process. Not linearizable: on a
+   * follower, or a leader that lost its leadership, the answer may be
+   * stale (missing writes already acknowledged elsewhere). Use
+   * {@linkcode OracleClient} for reads that must see every acknowledged
+   * write.
+   *
+   * @example List the locks this replica has applied
+   * ```ts
+   * import { OracleClient, startOracleGroup } from "@cohort/cohort/oracle";
+   * import assert from "node:assert/strict";
+   *
+   * const group = await startOracleGroup({ size: 1 });
+   * const client = await OracleClient.connect({ replicas: group.replicas });
+   * await client.lock("/apps/kv/primary");
+   * const server = group.servers.get("1")!;
+   * const page = server.inspect({ op: "list", kind: "locks", prefix: "/apps" });
+   * assert.ok("ok" in page);
+   * assert.deepEqual(page.ok, {
+   *   items: [{ path: "/apps/kv/primary", holder: client.session, token: 1, waiters: 0 }],
+   *   next: null,
+   * });
+   * await client.close();
+   * await group.stop();
+   * ```
+   *
+   * @param op A read: `read`, `get_lock`, `get_view`, `get_tree`,
+   *   `ended_sessions` or `list`.
+   * @returns `{ ok }` with the read's result, or `{ error }` (`invalid`,
+   *   `invalid_path`, `unknown_op`, `compacted`, `moved`, `not_owner`);
+   *   never `not_leader`.
+   */
+  inspect(op: ReadOp): OpResult {
+    return this.#replica.inspect(op);
   }
 
   /**

@@ -52,6 +52,7 @@ import {
 } from "./_sm_channels.ts";
 import { type GroupSnapshot, GroupTable } from "./_sm_groups.ts";
 import { opPath } from "./_op_path.ts";
+import { listPage } from "./_sm_list.ts";
 import { type Grant, type LockSnapshot, LockTable } from "./_sm_locks.ts";
 import {
   checkReadOp,
@@ -618,8 +619,10 @@ export class OracleStateMachine {
    * @returns `{ events, first, next }` for `read` (or `compacted` with
    *   `first`), `{ holder, token, waiters }` for `get_lock`,
    *   `{ view, proposal }` for `get_view`, an `OracleTree` for `get_tree`,
-   *   `{ ended }` for `ended_sessions`; or an error (`moved` or
-   *   `not_owner` for a path this group does not own).
+   *   `{ ended }` for `ended_sessions`, a `ListPage` (`{ items, next }`)
+   *   for `list`; or an error (`invalid` or `invalid_path` for a bad
+   *   field, `moved` or `not_owner` for a path or prefix this group does
+   *   not own).
    *
    * @example Read a free lock
    * ```ts
@@ -629,6 +632,25 @@ export class OracleStateMachine {
    * const sm = new OracleStateMachine();
    * assert.deepEqual(sm.read(undefined, { op: "get_lock", path: "/leader" }), {
    *   ok: { holder: null, token: 0, waiters: 0 },
+   * });
+   * ```
+   *
+   * @example List the locks under a prefix, one page at a time
+   * ```ts
+   * import { OracleStateMachine } from "./state_machine.ts";
+   * import assert from "node:assert/strict";
+   *
+   * const sm = new OracleStateMachine();
+   * const lock = (req: number, path: string) => ({ session: "c", req, acked: 0, op: { op: "lock", path, wait: false } as const });
+   * sm.apply(1, { batch: [
+   *   { session: "c", req: 1, acked: 0, op: { op: "open_session", ttlMs: 5_000 } },
+   *   lock(2, "/apps/b"), lock(3, "/apps/a"), lock(4, "/other"),
+   * ] });
+   * assert.deepEqual(sm.read(undefined, { op: "list", kind: "locks", prefix: "/apps", limit: 1 }), {
+   *   ok: { items: [{ path: "/apps/a", holder: "c", token: 2, waiters: 0 }], next: "/apps/a" },
+   * });
+   * assert.deepEqual(sm.read(undefined, { op: "list", kind: "locks", prefix: "/apps", after: "/apps/a" }), {
+   *   ok: { items: [{ path: "/apps/b", holder: "c", token: 1, waiters: 0 }], next: null },
    * });
    * ```
    */
@@ -665,6 +687,14 @@ export class OracleStateMachine {
               this.#sessions.get(id) === undefined
             ),
           },
+        };
+      case "list":
+        return {
+          ok: json(listPage({
+            locks: this.#locks,
+            channels: this.#channels,
+            groups: this.#groups,
+          }, op)),
         };
     }
   }

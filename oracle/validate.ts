@@ -33,6 +33,7 @@ import { MAX_PATH_BYTES, pathError } from "./path.ts";
 import {
   BASE64,
   MAX_ENDED_QUERY,
+  MAX_LIST_LIMIT,
   MAX_MEMBER_LENGTH,
   MAX_READ_LIMIT,
   MAX_REASON_LENGTH,
@@ -146,6 +147,13 @@ const OPS = {
   ended_sessions: z.strictObject({
     op: z.literal("ended_sessions"),
     sessions: z.array(z.string()).min(1).max(MAX_ENDED_QUERY),
+  }),
+  list: z.strictObject({
+    op: z.literal("list"),
+    kind: z.enum(["locks", "channels", "groups"]),
+    prefix: path,
+    after: path.optional(),
+    limit: z.number().int().min(1).max(MAX_LIST_LIMIT).optional(),
   }),
   keepalive: z.strictObject({ op: z.literal("keepalive") }),
 } as const;
@@ -299,8 +307,10 @@ function parse(json: unknown): { frame: ClientFrame } | {
     ["op.path", checked.path],
     // A delegation's `group` names an Oracle group, not a path.
     ["op.group", opName === "delegate" ? undefined : checked.group],
-    ["op.prefix", checked.prefix],
-  ], false);
+    ["op.after", checked.after],
+  ], false) ??
+    // A list may cover everything (`/`); a delegation may not.
+    checkPaths(name, [["op.prefix", checked.prefix]], opName === "list");
   if (bad !== undefined) return bad;
   return { frame: { ...frame, op: parsedOp.data } as ClientFrame };
 }

@@ -162,3 +162,41 @@ Deno.test("replica: a new leader does not call a session expired before it has a
   assert.equal(replies.length, 1);
   assert.notEqual(replies[0].err?.code, "session_expired");
 });
+
+Deno.test("replica: inspect answers at once from the applied state; a cut-off follower's answer is stale until it catches up", async () => {
+  const { sim, replicas, client, leader } = cluster(5);
+  const { client: c } = client("c1");
+  await settle(sim, c.open());
+  await settle(sim, c.lock("/apps/a"));
+  const lead = leader()!;
+  const followerId = IDS.find((id) => id !== lead.id)!;
+  const follower = replicas.get(followerId)!;
+  const op = { op: "list", kind: "locks", prefix: "/apps" } as const;
+  const listed = (replica: OracleReplica) => {
+    const result = replica.inspect(op);
+    assert.ok("ok" in result, JSON.stringify(result));
+    return (result.ok as { items: { path: string }[] }).items.map((i) =>
+      i.path
+    );
+  };
+  await sim.runUntilAsync(() => listed(follower).length === 1, {
+    maxTime: 1_000,
+  });
+  assert.deepEqual(listed(follower), ["/apps/a"]);
+
+  const cut = sim.partition(
+    [followerId],
+    [...IDS.filter((id) => id !== followerId), "c1"],
+  );
+  await settle(sim, c.lock("/apps/b"));
+  assert.deepEqual(listed(lead), ["/apps/a", "/apps/b"]);
+  // No read-index round, no not_leader: the follower answers what it has.
+  assert.deepEqual(listed(follower), ["/apps/a"]);
+  assert.ok(follower.appliedIndex < lead.appliedIndex);
+
+  sim.heal(cut);
+  await sim.runUntilAsync(() => listed(follower).length === 2, {
+    maxTime: 10_000,
+  });
+  assert.deepEqual(listed(follower), ["/apps/a", "/apps/b"]);
+});
