@@ -6,7 +6,7 @@
  * @module
  */
 
-import { MAX_GBCAST_DATA_LENGTH } from "./commands.ts";
+import { type ListKind, MAX_GBCAST_DATA_LENGTH } from "./commands.ts";
 
 /** The longest path the client sends, in UTF-16 code units. */
 export const MAX_PATH_LENGTH = 4096;
@@ -239,4 +239,41 @@ export function checkSessionIds(
   }
   for (const id of value) checkName(`session id in ${what}`, id, maxLength);
   return value as string[];
+}
+
+/** What `list` can list. */
+const LIST_KINDS: readonly ListKind[] = ["locks", "channels", "groups"];
+/** The most entries one `list` may ask for. */
+export const MAX_LIST_LIMIT = 1000;
+
+/**
+ * Checks what a `list` lists: `"locks"`, `"channels"` or `"groups"`.
+ *
+ * @throws {TypeError} if it is none of them.
+ */
+export function checkListKind(value: unknown): ListKind {
+  if (!LIST_KINDS.includes(value as ListKind)) {
+    throw new TypeError(
+      `Invalid list kind ${
+        JSON.stringify(value) ?? String(value)
+      }: must be "locks", "channels" or "groups"`,
+    );
+  }
+  return value as ListKind;
+}
+
+/**
+ * Checks a `list` limit: an integer from 1 to {@linkcode MAX_LIST_LIMIT}.
+ *
+ * @throws {TypeError} if it is not a number.
+ * @throws {RangeError} if it is not an integer in that range.
+ */
+export function checkListLimit(value: unknown): number {
+  checkInteger("list limit", value, 1);
+  if ((value as number) > MAX_LIST_LIMIT) {
+    throw new RangeError(
+      `Invalid list limit ${value}: must be an integer from 1 to ${MAX_LIST_LIMIT}`,
+    );
+  }
+  return value as number;
 }

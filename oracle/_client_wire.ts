@@ -39,11 +39,13 @@ export type ParsedFrame =
 
 const decoder = new TextDecoder("utf-8", { fatal: true });
 
-function isRecord(value: unknown): value is Record<string, unknown> {
+/** A plain object (not `null`, not an array). */
+export function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
-function isCount(value: unknown): value is number {
+/** A safe integer >= 0. */
+export function isCount(value: unknown): value is number {
   return typeof value === "number" && Number.isSafeInteger(value) &&
     value >= 0;
 }

@@ -39,6 +39,9 @@ import type {
   Delegation,
   GroupView,
   Json,
+  ListEntries,
+  ListKind,
+  ListPage,
   OracleErrorCode,
   OracleErrorResult,
   OracleOp,
@@ -50,6 +53,8 @@ import {
   checkGbcastPayload,
   checkInteger,
   checkJson,
+  checkListKind,
+  checkListLimit,
   checkName,
   checkPath,
   checkReplicaAddresses,
@@ -69,6 +74,7 @@ import { Outbox } from "./_client_outbox.ts";
 import { Routing } from "./_client_routing.ts";
 import { emptyStats } from "./_client_stats.ts";
 import { SubscriptionTable } from "./_client_subscription_table.ts";
+import { parseList } from "./_client_list.ts";
 import {
   BAD,
   parseAppend,
@@ -283,6 +289,14 @@ export interface OracleReadResult {
   first: number;
   /** The sequence number after the last event returned (where to read on). */
   next: number;
+}
+
+/** Options of {@linkcode OracleClient.list}. */
+export interface OracleListOptions {
+  /** A cursor: only entries whose path sorts strictly after it (a previous page's `next`). */
+  after?: string | undefined;
+  /** The most entries returned, 1 to 1,000. Default 100. */
+  limit?: number | undefined;
 }
 
 /** The client's life: `new` → `opening` → `open` → `closing` → `closed`, or `expired`. */
@@ -1170,6 +1184,67 @@ export class OracleClient {
       { op: "get_view", group },
       `read view of ${JSON.stringify(group)}`,
       parseGetView,
+    );
+  }
+
+  /**
+   * Lists the held locks, the channels or the groups at or under `prefix`
+   * that this Oracle group holds, sorted by path, one page at a time
+   * (linearizable). Each call filters and sorts every entry of the table
+   * at the leader: meant for admin pages, not hot paths.
+   *
+   * `prefix` is checked like a read of that path: `moved` or `not_owner`
+   * when another Oracle group owns it. `/` lists everything this group
+   * holds (only a root owns `/`), view channels and the tree channel under
+   * `/_sys` included; a subtree this group delegated holds nothing here.
+   *
+   * @example Page through every lock under a prefix
+   * ```ts ignore
+   * let after: string | undefined;
+   * do {
+   *   const page = await client.list("locks", "/apps", { after, limit: 500 });
+   *   for (const lock of page.items) console.log(lock.path, lock.holder, lock.token);
+   *   after = page.next ?? undefined;
+   * } while (after !== undefined);
+   * ```
+   *
+   * @param kind `"locks"` (held locks: `{ path, holder, token, waiters }`),
+   * `"channels"` (channels that ever had an event: `{ path, first, last }`,
+   * `first` is `last + 1` when none is retained) or `"groups"` (groups
+   * ever joined: `{ group, viewId, members, proposal }`, `viewId` `null`
+   * and `members` `[]` before the first view, `proposal` the view id in
+   * flight or `null`).
+   * @param prefix A path, or `/`: lists it and every path under it.
+   * @param options `after` (a cursor) and `limit` (default 100).
+   * @returns The entries, sorted by path, and `next`: the last entry's
+   * path when more follow (pass it as `after`), else `null`.
+   * @throws {TypeError} if `kind` is not one of the three, `prefix` or
+   * `after` is not a string starting with `/`, or `limit` not a number.
+   * @throws {RangeError} if `limit` is not an integer from 1 to 1,000.
+   * @throws {OracleError} `invalid_path` for a malformed path, `moved` or
+   * `not_owner` if another group owns `prefix`; `timeout`, `closed` or
+   * `session_expired`.
+   */
+  async list<K extends ListKind>(
+    kind: K,
+    prefix: string,
+    options: OracleListOptions = {},
+  ): Promise<ListPage<ListEntries[K]>> {
+    checkListKind(kind);
+    checkPath("list prefix", prefix);
+    const { after, limit } = options;
+    if (after !== undefined) checkPath("list cursor", after);
+    if (limit !== undefined) checkListLimit(limit);
+    return await this.#request(
+      {
+        op: "list",
+        kind,
+        prefix,
+        ...(after === undefined ? {} : { after }),
+        ...(limit === undefined ? {} : { limit }),
+      },
+      `list ${kind} under ${JSON.stringify(prefix)}`,
+      parseList(kind),
     );
   }
 

@@ -39,6 +39,7 @@ export {
   type OracleConnectOptions,
   OracleError,
   type OracleErrorOptions,
+  type OracleListOptions,
   type OracleLockInfo,
   type OracleReadResult,
   type OracleViewInfo,

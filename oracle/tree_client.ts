@@ -27,7 +27,15 @@ import { CryptoRandom } from "../runtime/random.ts";
 import { type Logger, silentLogger } from "../runtime/log.ts";
 import type { Transport } from "../transport/transport.ts";
 import { TcpTransport } from "../transport/tcp_transport.ts";
-import type { ChannelEvent, Delegation, Json, OracleTree } from "./commands.ts";
+import type {
+  ChannelEvent,
+  Delegation,
+  Json,
+  ListEntries,
+  ListKind,
+  ListPage,
+  OracleTree,
+} from "./commands.ts";
 import {
   type OracleClient,
   type OracleClientOptions,
@@ -36,6 +44,7 @@ import {
   type OracleClientStatus,
   type OracleConnectOptions,
   OracleError,
+  type OracleListOptions,
   type OracleLockInfo,
   type OracleReadResult,
   type OracleViewInfo,
@@ -46,6 +55,8 @@ import {
   checkGbcastPayload,
   checkInteger,
   checkJson,
+  checkListKind,
+  checkListLimit,
   checkName,
   checkPath,
   checkReplicaAddresses,
@@ -849,6 +860,49 @@ export class OracleTreeClient {
       group,
       `read view of ${JSON.stringify(group)}`,
       (client) => client.getView(group),
+    );
+  }
+
+  /**
+   * Lists the held locks, the channels or the groups at or under `prefix`
+   * at the Oracle group that owns `prefix` (linearizable), routed like
+   * any path operation on `prefix`. Only that group's entries are
+   * listed: subtrees it delegated are not followed (list them by their
+   * own prefixes). See {@linkcode OracleClient.list} for the entries.
+   *
+   * @example Page through the groups under a prefix
+   * ```ts ignore
+   * let after: string | undefined;
+   * do {
+   *   const page = await client.list("groups", "/apps", { after });
+   *   for (const g of page.items) console.log(g.group, g.viewId, g.members.length);
+   *   after = page.next ?? undefined;
+   * } while (after !== undefined);
+   * ```
+   *
+   * @param kind `"locks"`, `"channels"` or `"groups"`.
+   * @param prefix A path, or `/` (the root's own entries).
+   * @param options `after` (a cursor) and `limit` (1 to 1,000, default 100).
+   * @returns The entries, sorted by path, and `next`: the last entry's
+   * path when more follow (pass it as `after`), else `null`.
+   * @throws {TypeError} if `kind` is not one of the three, `prefix` or
+   * `after` is not a string starting with `/`, or `limit` not a number.
+   * @throws {RangeError} if `limit` is not an integer from 1 to 1,000.
+   * @throws {OracleError} as {@linkcode OracleTreeClient.append} does.
+   */
+  async list<K extends ListKind>(
+    kind: K,
+    prefix: string,
+    options: OracleListOptions = {},
+  ): Promise<ListPage<ListEntries[K]>> {
+    checkListKind(kind);
+    checkPath("list prefix", prefix);
+    if (options.after !== undefined) checkPath("list cursor", options.after);
+    if (options.limit !== undefined) checkListLimit(options.limit);
+    return await this.#call(
+      prefix,
+      `list ${kind} under ${JSON.stringify(prefix)}`,
+      (client) => client.list(kind, prefix, options),
     );
   }
 

@@ -879,6 +879,15 @@ Deno.test("arguments are checked before anything is sent", async () => {
   await assert.rejects(client.endedSessions(Array(1001).fill("s")), RangeError);
   await assert.rejects(client.endedSessions(["x".repeat(129)]), RangeError);
   await assert.rejects(client.endedSessions([7] as never), TypeError);
+  await assert.rejects(client.list("files" as never, "/"), TypeError);
+  await assert.rejects(client.list("locks", "apps"), TypeError);
+  await assert.rejects(client.list("locks", "/", { after: "x" }), TypeError);
+  await assert.rejects(client.list("locks", "/", { limit: 0 }), RangeError);
+  await assert.rejects(client.list("locks", "/", { limit: 1001 }), RangeError);
+  await assert.rejects(
+    client.list("locks", "/", { limit: "5" as never }),
+    TypeError,
+  );
   assert.throws(
     () => client.subscribe("/log", { from: 0 }, () => {}),
     RangeError,

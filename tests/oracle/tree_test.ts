@@ -131,6 +131,45 @@ Deno.test("oracle tree on TCP: the root redirects a delegated path, the child ad
   }
 });
 
+Deno.test("oracle tree on TCP: OracleTreeClient.list routes by the prefix; / at the root lists only the root's own entries", async () => {
+  const tree = await startTree();
+  const client = await OracleTreeClient.connect({
+    replicas: tree.root.replicas,
+  });
+  try {
+    const child = await client.lock("/a/l");
+    const root = await client.lock("/top/l");
+    assert.deepEqual(await client.list("locks", "/a"), {
+      items: [{
+        path: "/a/l",
+        holder: client.session,
+        token: child.token,
+        waiters: 0,
+      }],
+      next: null,
+    });
+    assert.deepEqual(await client.list("locks", "/"), {
+      items: [{
+        path: "/top/l",
+        holder: client.session,
+        token: root.token,
+        waiters: 0,
+      }],
+      next: null,
+    });
+    // A plain client of the root is told where the prefix moved.
+    const moved = await tree.operator.list("locks", "/a/x").then(
+      () => undefined,
+      (error: OracleError) => error,
+    );
+    assert.equal(moved?.code, "moved");
+    assert.equal(moved?.delegation?.group, "A");
+  } finally {
+    await client.close();
+    await tree.stop();
+  }
+});
+
 Deno.test("oracle tree on TCP: a prefix with state at the parent cannot be delegated, nor moved", async () => {
   const tree = await startTree();
   try {
