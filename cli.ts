@@ -18,6 +18,8 @@
  * @module
  */
 
+import { usageError } from "./_cli_usage.ts";
+
 /** A command: takes its own arguments, returns the process exit code. */
 export type Command = (args: string[]) => Promise<number>;
 
@@ -60,7 +62,8 @@ Run "cohort <command> --help" for a command's options.`;
  * ```
  *
  * @param args The command name, then its arguments.
- * @returns The exit code: 0 on success, 1 on failure, 2 on a usage error.
+ * @returns The exit code: 0 on success, 1 on failure, 2 on a usage error
+ * (reported on stderr: one line, then the usage).
  */
 export async function main(args: string[]): Promise<number> {
   const [name, ...rest] = args;
@@ -68,19 +71,17 @@ export async function main(args: string[]): Promise<number> {
     console.log(USAGE);
     return 0;
   }
+  const top = { name: "", usage: USAGE };
   if (name === undefined || name === "") {
-    console.error("cohort: missing command");
-    console.error('Run "cohort --help" for usage.');
-    return 2;
+    return usageError(top, "missing command");
   }
   if (!Object.hasOwn(COMMANDS, name)) {
-    console.error(
-      `cohort: unknown command ${JSON.stringify(name)}; commands: ${
+    return usageError(
+      top,
+      `unknown command ${JSON.stringify(name)}; commands: ${
         Object.keys(COMMANDS).join(", ")
       }`,
     );
-    console.error('Run "cohort --help" for usage.');
-    return 2;
   }
   const command = await COMMANDS[name].load();
   return await command(rest);

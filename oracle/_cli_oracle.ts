@@ -14,6 +14,13 @@
  */
 
 import { parseArgs } from "node:util";
+import {
+  checkAddress,
+  parseLogLevel,
+  parsePeers,
+  readSecret,
+} from "../_cli_args.ts";
+import { parseCommandArgs } from "../_cli_usage.ts";
 import { JsonLogger, type LogLevel } from "../runtime/log.ts";
 import { OracleServer } from "./server.ts";
 
@@ -73,7 +80,6 @@ export interface OracleCliConfig {
     | undefined;
 }
 
-const LEVELS: readonly LogLevel[] = ["debug", "info", "warn", "error"];
 /** How long a clean stop may take before the process gives up on it. */
 const STOP_TIMEOUT_MS = 10_000;
 /** How often the replica is checked for a fatal (storage) failure. */
@@ -150,14 +156,7 @@ export function parseOracleArgs(args: string[]): OracleCliConfig | "help" {
   if (dataDir === undefined || dataDir === "") {
     throw new TypeError("Missing --data: the replica's data directory");
   }
-  const logLevel = values["log-level"] as LogLevel;
-  if (!LEVELS.includes(logLevel)) {
-    throw new TypeError(
-      `Invalid --log-level ${JSON.stringify(logLevel)}: use ${
-        LEVELS.join(", ")
-      }`,
-    );
-  }
+  const logLevel = parseLogLevel(values["log-level"]);
   const secretFile = values["secret-file"];
   if (secretFile === "") {
     throw new TypeError("Invalid --secret-file: the path is empty");
@@ -206,55 +205,6 @@ function parseTree(
   };
 }
 
-function parsePeers(text: string, flag = "--peers"): Record<string, string> {
-  const peers: Record<string, string> = {};
-  for (const item of text.split(",")) {
-    const eq = item.indexOf("=");
-    const id = eq > 0 ? item.slice(0, eq).trim() : "";
-    const address = eq > 0 ? item.slice(eq + 1).trim() : "";
-    if (id === "" || address === "") {
-      throw new TypeError(
-        `Invalid ${flag} entry ${
-          JSON.stringify(item)
-        }: use ID=HOST:PORT, for example 1=127.0.0.1:7101`,
-      );
-    }
-    if (Object.hasOwn(peers, id)) {
-      throw new TypeError(`Invalid ${flag}: id ${JSON.stringify(id)} twice`);
-    }
-    checkAddress(`${flag} address of ${JSON.stringify(id)}`, address, 1);
-    peers[id] = address;
-  }
-  return peers;
-}
-
-function checkAddress(what: string, address: string, minPort: number): void {
-  const colon = address.lastIndexOf(":");
-  let host = colon > 0 ? address.slice(0, colon) : "";
-  if (host.startsWith("[") && host.endsWith("]")) host = host.slice(1, -1);
-  const portText = colon > 0 ? address.slice(colon + 1) : "";
-  const port = /^[0-9]{1,5}$/.test(portText) ? Number(portText) : NaN;
-  if (host === "" || /\s/.test(host) || !(port >= minPort && port <= 65535)) {
-    throw new TypeError(
-      `Invalid ${what} ${
-        JSON.stringify(address)
-      }: use HOST:PORT with a port from ${minPort} to 65535`,
-    );
-  }
-}
-
-async function readSecret(path: string): Promise<Uint8Array> {
-  let bytes = await Deno.readFile(path);
-  let end = bytes.length;
-  if (end > 0 && bytes[end - 1] === 0x0a) end--;
-  if (end > 0 && bytes[end - 1] === 0x0d) end--;
-  bytes = bytes.subarray(0, end);
-  if (bytes.length === 0) {
-    throw new TypeError(`Invalid --secret-file ${path}: the file is empty`);
-  }
-  return bytes;
-}
-
 /**
  * Runs the `oracle` command: starts the replica, logs `oracle.listening`,
  * and stops it cleanly on the first SIGTERM or SIGINT.
@@ -264,18 +214,13 @@ async function readSecret(path: string): Promise<Uint8Array> {
  * replica could not start or failed, 2 on a usage error.
  */
 export async function main(args: string[]): Promise<number> {
-  let config: OracleCliConfig | "help";
-  try {
-    config = parseOracleArgs(args);
-  } catch (error) {
-    console.error(`cohort oracle: ${(error as Error).message}`);
-    console.error('Run "cohort oracle --help" for usage.');
-    return 2;
-  }
-  if (config === "help") {
-    console.log(ORACLE_USAGE);
-    return 0;
-  }
+  const parsed = parseCommandArgs(args, {
+    name: "oracle",
+    usage: ORACLE_USAGE,
+    parse: parseOracleArgs,
+  });
+  if ("exitCode" in parsed) return parsed.exitCode;
+  const { config } = parsed;
   const logger = new JsonLogger({
     level: config.logLevel,
     base: { replica: config.id },
