@@ -36,6 +36,10 @@ const COMMANDS: Record<string, CommandEntry> = {
     summary: "run one replica of an Oracle group",
     load: async () => (await import("./oracle/_cli_oracle.ts")).main,
   },
+  node: {
+    summary: "run a node hosting an example actor in a group",
+    load: async () => (await import("./actors/_cli_node.ts")).main,
+  },
 };
 
 /** The usage text of `cli.ts --help`. */
