@@ -4,15 +4,31 @@
  * Commands are looked up by name and loaded on demand, so a command only
  * pulls in what it needs; a later command is one more entry in the table.
  *
- * - `oracle`: runs one Oracle replica (see `deno task oracle --help`).
+ * - `oracle`: runs one Oracle replica until SIGTERM or SIGINT
+ *   (`deno task oracle --help`).
+ * - `node`: runs a node hosting one example actor (`kv` or `counter`) in
+ *   a group until SIGTERM or SIGINT, printing a JSON line on stdout when
+ *   it joins and at every view change.
+ * - `demo`: runs the primary/backup demo (`examples/primary_backup/demo.ts`)
+ *   in a child process.
+ * - `bench`: runs one benchmark of `bench/main.ts` in a child process.
+ *
+ * `demo` and `bench` need the repository's `examples/` and `bench/`, which
+ * the published package leaves out. Every command takes `--help`. Logs are
+ * JSON lines on stderr (`--log-level`).
  *
  * Exit codes: 0 on success (and for `--help`), 1 when a command fails,
- * 2 on a usage error (unknown command, bad or missing flag).
+ * 2 on a usage error (unknown command, unknown flag, bad or missing
+ * value): one line `cohort <command>: <message>` then the usage, on
+ * stderr.
  *
  * @example Print the usage
  * ```sh
  * deno run cli.ts --help
- * deno task oracle --help
+ * deno run cli.ts node --help
+ * deno run --allow-net --allow-read --allow-write cli.ts node --actor kv
+ * deno run -A cli.ts demo --seconds 4 --kill-after 2
+ * deno run -A cli.ts bench groups --quick
  * ```
  *
  * @module
@@ -39,6 +55,14 @@ const COMMANDS: Record<string, CommandEntry> = {
   node: {
     summary: "run a node hosting an example actor in a group",
     load: async () => (await import("./actors/_cli_node.ts")).main,
+  },
+  demo: {
+    summary: "run the primary/backup demo (needs examples/)",
+    load: async () => (await import("./_cli_demo.ts")).main,
+  },
+  bench: {
+    summary: "run a benchmark (needs bench/)",
+    load: async () => (await import("./_cli_bench.ts")).main,
   },
 };
 
