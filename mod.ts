@@ -110,7 +110,4 @@ export {
 export type { GroupDriverStatus } from "./groups/driver.ts";
 export type { GroupMemberStatus } from "./groups/member.ts";
 export type { StateTransferRecord } from "./groups/_member_history.ts";
-export type {
-  GroupView as InstalledView,
-  MemberId,
-} from "./groups/types.ts";
+export type { GroupView as InstalledView, MemberId } from "./groups/types.ts";
