@@ -57,6 +57,7 @@ export const DASHBOARD_HTML: string = String.raw`<!doctype html>
     border-bottom: 1px solid var(--line); }
   th { color: var(--muted); font-weight: 600; font-size: 12px; }
   td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+  td.members { white-space: normal; min-width: 14em; }
   .muted { color: var(--muted); }
   .kv { display: flex; flex-wrap: wrap; gap: 6px 24px; }
   .kv b { font-weight: 600; }
@@ -223,12 +224,13 @@ export const DASHBOARD_HTML: string = String.raw`<!doctype html>
         el("td", g.role, { class: "role-" + g.role }),
         el("td", g.view ? g.view.id : null, { class: "num" }),
         el("td", g.view ? g.view.members.join(", ") : "\u2013",
-          { "data-testid": "view-members" }),
+          { "data-testid": "view-members", class: "members" }),
         el("td", g.sent, { class: "num" }),
         el("td", g.delivered, { class: "num" }),
         el("td", rateOf(g, now), { class: "num", "data-testid": "rate" }),
         el("td", g.unstable, { class: "num" }),
-        el("td", dash(g.lastFlushMs), { class: "num" }),
+        el("td", g.lastFlushMs === null ? "\u2013" : g.lastFlushMs.toFixed(1),
+          { class: "num" }),
         el("td", g.primary ? "yes" : "no"),
       );
       return row;

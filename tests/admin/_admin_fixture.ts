@@ -1,0 +1,160 @@
+/**
+ * A node with two members of `/apps/kv` (labels `a` and `b`), a held lock
+ * and a channel with events, served by an admin endpoint; and small HTTP
+ * helpers for the admin tests.
+ *
+ * @module
+ */
+
+import { z } from "zod";
+import { Actor, handler } from "../../actors/actor.ts";
+import type { GroupHandle } from "../../actors/group_handle.ts";
+import { Node } from "../../actors/node.ts";
+import {
+  type AdminOptions,
+  type AdminServer,
+  serveAdmin,
+} from "../../admin/mod.ts";
+
+/** The token the fixture's endpoint wants. */
+export const TOKEN = "test-token-0123456789abcdef";
+
+/** A message of the fixture's actor. */
+export const Put = z.object({ key: z.string(), value: z.string() });
+
+/** A replicated map. */
+export class Kv extends Actor<Record<string, string>> {
+  /** The data. */
+  data: Record<string, string> = {};
+
+  /** Stores a value (abcast). */
+  @handler(Put, { order: "abcast" })
+  put(m: z.infer<typeof Put>): void {
+    this.data[m.key] = m.value;
+  }
+
+  /** Takes a copy of the data. */
+  override checkpoint(): Record<string, string> {
+    return { ...this.data };
+  }
+
+  /** Replaces the data. */
+  override restore(state: Record<string, string>): void {
+    this.data = { ...state };
+  }
+}
+
+/** The fixture (see the module documentation). */
+export interface AdminFixture {
+  /** The node. */
+  node: Node;
+  /** Member `a` of `/apps/kv`. */
+  a: GroupHandle<Kv>;
+  /** Member `b` of `/apps/kv`. */
+  b: GroupHandle<Kv>;
+  /** The endpoint. */
+  admin: AdminServer;
+  /** GET or POST with the token (or `token` given, or none with `null`). */
+  call(
+    path: string,
+    init?: {
+      method?: string;
+      body?: unknown;
+      token?: string | null;
+      headers?: Record<string, string>;
+    },
+  ): Promise<{ status: number; json: unknown; text: string; headers: Headers }>;
+  /** Stops the endpoint and the node. */
+  close(): Promise<void>;
+}
+
+/** Polls `condition` every 20 ms until it holds, or throws after `ms`. */
+export async function eventually(
+  condition: () => Promise<boolean> | boolean,
+  ms: number,
+  what: string,
+): Promise<void> {
+  const deadline = performance.now() + ms;
+  for (let i = 0; i < 10_000; i++) {
+    if (await condition()) return;
+    if (performance.now() > deadline) break;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error(`Timed out after ${ms} ms waiting for ${what}`);
+}
+
+/** Starts the fixture; `options` tune the endpoint. */
+export async function adminFixture(
+  options: Partial<AdminOptions> = {},
+): Promise<AdminFixture> {
+  const node = await Node.start();
+  let admin: AdminServer | undefined;
+  try {
+    const a = await node.join("/apps/kv", new Kv(), { label: "a" });
+    const b = await node.join("/apps/kv", new Kv(), { label: "b" });
+    await eventually(
+      () => a.view?.members.length === 2 && b.view?.members.length === 2,
+      10_000,
+      "a view of a and b",
+    );
+    for (let i = 0; i < 20; i++) {
+      await a.send(Put, { key: `k${i}`, value: "v" });
+    }
+    await eventually(
+      () => Object.keys(b.actor.data).length === 20,
+      10_000,
+      "b to have every put",
+    );
+    const client = await node.oracleClient();
+    await client.lock("/locks/leader");
+    await client.append("/chan/events", { n: 1 });
+    await client.append("/chan/events", { n: 2 });
+    admin = await serveAdmin({ node, token: TOKEN, ...options });
+    const base = admin.url;
+    const served = admin;
+    return {
+      node,
+      a,
+      b,
+      admin: served,
+      async call(path, init = {}) {
+        const headers: Record<string, string> = { ...init.headers };
+        const token = init.token === undefined ? TOKEN : init.token;
+        if (token !== null) headers.authorization = `Bearer ${token}`;
+        let body: string | undefined;
+        if (init.body !== undefined) {
+          body = typeof init.body === "string"
+            ? init.body
+            : JSON.stringify(init.body);
+          headers["content-type"] ??= "application/json";
+        }
+        const response = await fetch(new URL(path.replace(/^\//, ""), base), {
+          method: init.method ?? (body === undefined ? "GET" : "POST"),
+          headers,
+          body,
+        });
+        const text = await response.text();
+        let json: unknown;
+        try {
+          json = JSON.parse(text);
+        } catch {
+          json = undefined;
+        }
+        return {
+          status: response.status,
+          json,
+          text,
+          headers: response.headers,
+        };
+      },
+      async close() {
+        await served.close();
+        await node.close();
+      },
+    };
+  } catch (error) {
+    await admin?.close();
+    await node.close();
+    throw error;
+  }
+}
