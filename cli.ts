@@ -64,6 +64,10 @@ const COMMANDS: Record<string, CommandEntry> = {
     summary: "run a benchmark (needs bench/)",
     load: async () => (await import("./_cli_bench.ts")).main,
   },
+  status: {
+    summary: "print views, Oracle leader and locks from an admin endpoint",
+    load: async () => (await import("./admin/_cli_status.ts")).main,
+  },
 };
 
 /** The usage text of `cli.ts --help`. */

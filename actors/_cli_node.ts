@@ -26,6 +26,13 @@ import {
 } from "../_cli_args.ts";
 import { StopSignals, stopWithin } from "../_cli_signals.ts";
 import { parseCommandArgs } from "../_cli_usage.ts";
+import {
+  ADMIN_FLAGS,
+  ADMIN_USAGE,
+  type AdminCliConfig,
+  parseAdminFlags,
+  startAdmin,
+} from "../admin/_cli_admin.ts";
 import { isReserved, pathError } from "../oracle/path.ts";
 import { JsonLogger, type Logger, type LogLevel } from "../runtime/log.ts";
 import type { View } from "./actor.ts";
@@ -64,6 +71,7 @@ options:
   --secret-file FILE    file holding the cluster secret (a trailing newline
                         is ignored)
   --log-level LEVEL     debug, info, warn or error (default info)
+${ADMIN_USAGE}
   -h, --help            print this help
 
 Progress is JSON lines on stdout: {"event":"joined",...} once the member
@@ -91,6 +99,8 @@ export interface NodeCliConfig {
   secretFile: string | undefined;
   /** Lowest level logged. */
   logLevel: LogLevel;
+  /** The admin endpoint to serve, if any. */
+  admin: AdminCliConfig | undefined;
 }
 
 /** How long leaving the group and stopping may take. */
@@ -133,6 +143,7 @@ export function parseNodeArgs(args: string[]): NodeCliConfig | "help" {
       transport: { type: "string", default: "tcp" },
       "secret-file": { type: "string" },
       "log-level": { type: "string", default: "info" },
+      ...ADMIN_FLAGS,
       help: { type: "boolean", short: "h", default: false },
     },
   });
@@ -193,6 +204,7 @@ export function parseNodeArgs(args: string[]): NodeCliConfig | "help" {
     transport,
     secretFile,
     logLevel: parseLogLevel(values["log-level"]),
+    admin: parseAdminFlags(values),
   };
 }
 
@@ -313,7 +325,22 @@ export async function main(args: string[]): Promise<number> {
     oracle: hosting.node.oracle,
     transport: config.transport,
   });
-  return await runUntilStopped(hosting, logger, stop);
+  let stopAdmin: (() => Promise<void>) | undefined;
+  if (config.admin !== undefined) {
+    try {
+      stopAdmin = await startAdmin(
+        config.admin,
+        { node: hosting.node },
+        logger,
+      );
+    } catch (error) {
+      logger.log("error", "node.admin_failed", {
+        error: (error as Error).message,
+      });
+      stop.fail(`admin endpoint: ${(error as Error).message}`);
+    }
+  }
+  return await runUntilStopped(hosting, logger, stop, stopAdmin);
 }
 
 /** Starts the node and joins the group; stops the node if the join fails. */
@@ -371,9 +398,11 @@ async function runUntilStopped(
   { node }: Hosting,
   logger: Logger,
   stop: StopSignals,
+  stopAdmin: (() => Promise<void>) | undefined,
 ): Promise<number> {
   const reason = await stop.reason;
   logger.log("failure" in reason ? "error" : "info", "node.stopping", reason);
+  await stopAdmin?.();
   const clean = await stopWithin(() => node.close(), {
     ms: STOP_TIMEOUT_MS,
     logger,

@@ -21,6 +21,14 @@ import {
   readSecret,
 } from "../_cli_args.ts";
 import { parseCommandArgs } from "../_cli_usage.ts";
+import { StopSignals, stopWithin } from "../_cli_signals.ts";
+import {
+  ADMIN_FLAGS,
+  ADMIN_USAGE,
+  type AdminCliConfig,
+  parseAdminFlags,
+  startAdmin,
+} from "../admin/_cli_admin.ts";
 import { JsonLogger, type LogLevel } from "../runtime/log.ts";
 import { OracleServer } from "./server.ts";
 
@@ -49,6 +57,7 @@ options:
                         ID=HOST:PORT,...
   --root LIST           with --tree-name: the root group's replicas, if the
                         parent is not the root
+${ADMIN_USAGE}
   -h, --help            print this help
 
 Logs are JSON lines on stderr. The first SIGTERM or SIGINT stops the
@@ -78,13 +87,14 @@ export interface OracleCliConfig {
       root: Record<string, string> | undefined;
     }
     | undefined;
+  /** The admin endpoint to serve, if any. */
+  admin: AdminCliConfig | undefined;
 }
 
 /** How long a clean stop may take before the process gives up on it. */
 const STOP_TIMEOUT_MS = 10_000;
 /** How often the replica is checked for a fatal (storage) failure. */
 const FAILURE_CHECK_MS = 500;
-const SIGNAL_NUMBERS: Record<string, number> = { SIGINT: 2, SIGTERM: 15 };
 
 /**
  * Parses the arguments of the `oracle` command.
@@ -124,6 +134,7 @@ export function parseOracleArgs(args: string[]): OracleCliConfig | "help" {
       "tree-name": { type: "string" },
       parent: { type: "string" },
       root: { type: "string" },
+      ...ADMIN_FLAGS,
       help: { type: "boolean", short: "h", default: false },
     },
   });
@@ -170,6 +181,7 @@ export function parseOracleArgs(args: string[]): OracleCliConfig | "help" {
     logLevel,
     sync: !values["no-sync"],
     tree: parseTree(values["tree-name"], values.parent, values.root),
+    admin: parseAdminFlags(values),
   };
 }
 
@@ -226,8 +238,9 @@ export async function main(args: string[]): Promise<number> {
     base: { replica: config.id },
   });
   let server: OracleServer;
+  let secret: Uint8Array | undefined;
   try {
-    const secret = config.secretFile === undefined
+    secret = config.secretFile === undefined
       ? undefined
       : await readSecret(config.secretFile);
     server = await OracleServer.start({
@@ -254,65 +267,49 @@ export async function main(args: string[]): Promise<number> {
     sync: config.sync,
     tree: config.tree?.name,
   });
-  return await runUntilStopped(server, logger);
+  let stopAdmin: (() => Promise<void>) | undefined;
+  if (config.admin !== undefined) {
+    try {
+      stopAdmin = await startAdmin(config.admin, {
+        replica: server,
+        replicas: config.peers,
+        secret,
+      }, logger);
+    } catch (error) {
+      logger.log("error", "oracle.admin_failed", {
+        error: (error as Error).message,
+      });
+      await server.stop();
+      return 1;
+    }
+  }
+  return await runUntilStopped(server, logger, stopAdmin);
 }
 
 async function runUntilStopped(
   server: OracleServer,
   logger: JsonLogger,
+  stopAdmin: (() => Promise<void>) | undefined,
 ): Promise<number> {
-  const done = Promise.withResolvers<
-    { signal: string } | { failure: string }
-  >();
-  let stopping = false;
-  const signals: Deno.Signal[] = Deno.build.os === "windows"
-    ? ["SIGINT"]
-    : ["SIGTERM", "SIGINT"];
-  const listeners = signals.map((signal) => {
-    const listener = () => {
-      if (stopping) {
-        logger.log("warn", "oracle.exit_now", { signal });
-        Deno.exit(128 + (SIGNAL_NUMBERS[signal] ?? 0));
-      }
-      stopping = true;
-      done.resolve({ signal });
-    };
-    Deno.addSignalListener(signal, listener);
-    return { signal, listener };
-  });
+  const stop = new StopSignals(logger, "oracle");
   const check = setInterval(() => {
     const failure = server.status().failure;
-    if (failure !== null && !stopping) {
-      stopping = true;
-      done.resolve({ failure });
-    }
+    if (failure !== null) stop.fail(failure);
   }, FAILURE_CHECK_MS);
-  const reason = await done.promise;
+  const reason = await stop.reason;
   clearInterval(check);
   logger.log(
     "failure" in reason ? "error" : "info",
     "oracle.stopping",
     reason,
   );
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const clean = await Promise.race([
-    server.stop().then(() => true, (error) => {
-      logger.log("error", "oracle.stop_failed", {
-        error: (error as Error).message,
-      });
-      return false;
-    }),
-    new Promise<boolean>((resolve) => {
-      timer = setTimeout(() => {
-        logger.log("error", "oracle.stop_timeout", { ms: STOP_TIMEOUT_MS });
-        resolve(false);
-      }, STOP_TIMEOUT_MS);
-    }),
-  ]);
-  clearTimeout(timer);
-  for (const { signal, listener } of listeners) {
-    Deno.removeSignalListener(signal, listener);
-  }
+  await stopAdmin?.();
+  const clean = await stopWithin(() => server.stop(), {
+    ms: STOP_TIMEOUT_MS,
+    logger,
+    prefix: "oracle",
+  });
+  stop.close();
   logger.log("info", "oracle.stopped", { clean });
   return clean && "signal" in reason ? 0 : 1;
 }

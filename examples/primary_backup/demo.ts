@@ -15,6 +15,11 @@
  * `failoverMs` (from the SIGKILL to the client's next acknowledged
  * deposit). Exits 0 only if nothing was lost.
  *
+ * Every member serves Cohort's admin endpoint; the demo prints their
+ * URLs, the dashboard's link and a `cohort status` command line. With
+ * `--hold S` the surviving cluster stays up S seconds after the result
+ * (to look at it); SIGINT or SIGTERM stops it early.
+ *
  * @module
  */
 
@@ -25,10 +30,28 @@ const { values } = parseArgs({
   options: {
     seconds: { type: "string", default: "6" },
     "kill-after": { type: "string", default: "2.5" },
+    hold: { type: "string", default: "0" },
   },
 });
 const seconds = Number(values.seconds);
 const killAfterMs = Number(values["kill-after"]) * 1000;
+const holdMs = Number(values.hold) * 1000;
+for (
+  const [flag, value] of [["seconds", seconds], ["kill-after", killAfterMs], [
+    "hold",
+    holdMs,
+  ]] as const
+) {
+  if (!Number.isFinite(value) || value < 0) {
+    console.error(`demo: invalid --${flag}: use a number of seconds`);
+    Deno.exit(2);
+  }
+}
+/** Aborted by SIGINT or SIGTERM: the demo stops its processes and exits. */
+const stopped = new AbortController();
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  Deno.addSignalListener(signal, () => stopped.abort(signal));
+}
 const here = new URL(".", import.meta.url);
 const root = new URL("../../", import.meta.url);
 const say = (text: string) => console.error(`[demo] ${text}`);
@@ -106,16 +129,35 @@ class Child {
 async function until(what: string, condition: () => boolean, ms = 30_000) {
   const end = Date.now() + ms;
   while (!condition()) {
+    if (stopped.signal.aborted) {
+      throw new Error(`stopped by ${stopped.signal.reason}`);
+    }
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 20));
   }
+}
+
+/** Waits `ms`, or less if the demo is stopped. */
+function pause(ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    stopped.signal.addEventListener("abort", () => {
+      clearTimeout(timer);
+      resolve();
+    }, { once: true });
+  });
 }
 
 const children: Child[] = [];
 const dataDir = await Deno.makeTempDir({ prefix: "cohort-demo-" });
 let exitCode = 1;
 try {
-  const [o1, o2, o3, h1, h2, h3] = freePorts(6);
+  const [o1, o2, o3, h1, h2, h3, a1, a2, a3] = freePorts(9);
+  const adminPorts = new Map([["m1", a1], ["m2", a2], ["m3", a3]]);
+  const token = [...crypto.getRandomValues(new Uint8Array(16))]
+    .map((b) => b.toString(16).padStart(2, "0")).join("");
+  const tokenFile = `${dataDir}/admin-token`;
+  await Deno.writeTextFile(tokenFile, token + "\n", { mode: 0o600 });
   const peers = `1=127.0.0.1:${o1},2=127.0.0.1:${o2},3=127.0.0.1:${o3}`;
   for (const id of ["1", "2", "3"]) {
     children.push(
@@ -144,6 +186,7 @@ try {
     const child = new Child(label, [
       "run",
       "--allow-net=127.0.0.1",
+      `--allow-read=${tokenFile}`,
       new URL("member.ts", here).pathname,
       "--label",
       label,
@@ -151,6 +194,10 @@ try {
       peers,
       "--http",
       `127.0.0.1:${port}`,
+      "--admin",
+      `127.0.0.1:${adminPorts.get(label)}`,
+      "--admin-token-file",
+      tokenFile,
     ], (line) => {
       if (line.event === "view") {
         const names = (line.members as string[]).map((m) => m.split("@")[0]);
@@ -179,7 +226,19 @@ try {
     "a view of three",
     () =>
       [m1, m2, m3].every((c) => viewSize(c) === 3) &&
-      [m1, m2, m3].every((c) => c.lines.some((l) => l.event === "http")),
+      [m1, m2, m3].every((c) =>
+        c.lines.some((l) => l.event === "http") &&
+        c.lines.some((l) => l.event === "admin")
+      ),
+  );
+  for (const [label, port] of adminPorts) {
+    say(`${label}: admin endpoint http://127.0.0.1:${port}/`);
+  }
+  say(`dashboard: http://127.0.0.1:${a2}/#token=${token}`);
+  say(
+    `status: deno run --allow-net=127.0.0.1 --allow-read ${
+      new URL("cli.ts", root).pathname
+    } status --url http://127.0.0.1:${a2}/ --token-file ${tokenFile}`,
   );
 
   say(`client: deposits for ${seconds} s, one at a time, to the primary`);
@@ -200,7 +259,10 @@ try {
     }
   });
   children.push(client);
-  await new Promise((r) => setTimeout(r, killAfterMs));
+  await pause(killAfterMs);
+  if (stopped.signal.aborted) {
+    throw new Error(`stopped by ${stopped.signal.reason}`);
+  }
   const killedAt = Date.now();
   m1.kill("SIGKILL");
   say(`SIGKILL m1, the primary (pid ${m1.pid})`);
@@ -231,6 +293,10 @@ try {
       resumed !== undefined
     ? 0
     : 1;
+  if (holdMs > 0) {
+    say(`holding the cluster up for ${holdMs / 1000} s (SIGINT stops it)`);
+    await pause(holdMs);
+  }
 } catch (error) {
   say(`failed: ${String(error)}`);
 } finally {

@@ -6,17 +6,21 @@
  * ```sh
  * deno run --allow-net examples/primary_backup/member.ts --label m1 \
  *   --oracle 1=127.0.0.1:7101,2=127.0.0.1:7102,3=127.0.0.1:7103 \
- *   --http 127.0.0.1:8081
+ *   --http 127.0.0.1:8081 [--admin 127.0.0.1:9081 --admin-token-file FILE]
  * ```
  *
+ * With `--admin`, it also serves Cohort's admin endpoint (dashboard,
+ * metrics, `cohort status`) there, with the token in the file.
+ *
  * Prints one JSON line per event on stdout: `joined`, `view` (members,
- * primary), `http` (listening).
+ * primary), `http` (listening), `admin` (its URL).
  *
  * @module
  */
 
 import { parseArgs } from "node:util";
 import { Node, QueryTimeoutError } from "../../mod.ts";
+import { serveAdmin } from "../../admin/mod.ts";
 import { Deposit, type DepositReply, Ledger } from "./ledger.ts";
 
 const GROUP = "/demo/ledger";
@@ -27,11 +31,13 @@ const { values } = parseArgs({
     label: { type: "string" },
     oracle: { type: "string" },
     http: { type: "string" },
+    admin: { type: "string" },
+    "admin-token-file": { type: "string" },
   },
 });
 if (!values.label || !values.oracle || !values.http) {
   console.error(
-    "usage: member.ts --label L --oracle ID=HOST:PORT,... --http HOST:PORT",
+    "usage: member.ts --label L --oracle ID=HOST:PORT,... --http HOST:PORT [--admin HOST:PORT --admin-token-file FILE]",
   );
   Deno.exit(2);
 }
@@ -58,6 +64,20 @@ const group = await node.join(GROUP, ledger, {
   },
 });
 print({ event: "joined", name: group.me });
+
+if (values.admin !== undefined) {
+  const at = values.admin.lastIndexOf(":");
+  const tokenFile = values["admin-token-file"];
+  const admin = await serveAdmin({
+    node,
+    host: values.admin.slice(0, at),
+    port: Number(values.admin.slice(at + 1)),
+    token: tokenFile === undefined
+      ? undefined
+      : (await Deno.readTextFile(tokenFile)).trim(),
+  });
+  print({ event: "admin", url: admin.url });
+}
 
 const json = (status: number, body: unknown) =>
   new Response(JSON.stringify(body), {

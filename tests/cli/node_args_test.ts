@@ -15,6 +15,7 @@ Deno.test("node arguments: defaults, a running Oracle, a replica in this process
       transport: "tcp",
       secretFile: undefined,
       logLevel: "info",
+      admin: undefined,
     });
   });
   await t.step("every option", () => {
@@ -35,6 +36,10 @@ Deno.test("node arguments: defaults, a running Oracle, a replica in this process
         "/etc/cohort/secret",
         "--log-level",
         "debug",
+        "--admin",
+        "127.0.0.1:9090",
+        "--admin-token-file",
+        "/etc/cohort/admin-token",
       ]),
       {
         actor: "counter",
@@ -50,6 +55,11 @@ Deno.test("node arguments: defaults, a running Oracle, a replica in this process
         transport: "udp",
         secretFile: "/etc/cohort/secret",
         logLevel: "debug",
+        admin: {
+          host: "127.0.0.1",
+          port: 9090,
+          tokenFile: "/etc/cohort/admin-token",
+        },
       },
     );
   });
@@ -155,6 +165,24 @@ Deno.test("node arguments: every bad value is refused with a message naming its 
     ],
     [[...kv, "--secret-file", ""], /^Invalid --secret-file: the path is empty/],
     [[...kv, "--log-level", "loud"], /^Invalid --log-level "loud": use debug/],
+    [[...kv, "--admin", "9090"], /^Invalid --admin "9090": use HOST:PORT/],
+    [[...kv, "--admin", "127.0.0.1:9090"], /^Missing --admin-token-file/],
+    [
+      [...kv, "--admin-token-file", "/t"],
+      /^Invalid --admin-token-file without --admin/,
+    ],
+    [[...kv, "--admin-no-auth"], /^Invalid --admin-no-auth without --admin/],
+    [
+      [
+        ...kv,
+        "--admin",
+        "127.0.0.1:1",
+        "--admin-no-auth",
+        "--admin-token-file",
+        "/t",
+      ],
+      /^Invalid --admin-no-auth with --admin-token-file/,
+    ],
   ];
   for (const [args, message] of bad) {
     assert.throws(

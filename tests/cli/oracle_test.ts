@@ -93,6 +93,7 @@ Deno.test("oracle arguments are validated: ids, addresses, levels", () => {
     logLevel: "warn",
     sync: false,
     tree: undefined,
+    admin: undefined,
   });
   assert.equal(parseOracleArgs(["-h"]), "help");
   const child = parseOracleArgs([
