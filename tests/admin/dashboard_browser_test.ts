@@ -265,11 +265,6 @@ Deno.test("dashboard shows a group's new view pushed by the server, to a page ho
             Number(match[1]) > 0 && Number(match[2]) > 0,
             `rate ${rate}`,
           );
-          if (Deno.env.get("COHORT_SCREENSHOT") === "1") {
-            const png = new URL("../../docs/dashboard.png", import.meta.url);
-            await Deno.mkdir(new URL(".", png), { recursive: true });
-            await page.screenshot(png.pathname);
-          }
         },
       );
 
