@@ -14,10 +14,11 @@ import { parseCommandArgs } from "./_cli_usage.ts";
 const DEFAULT_SECONDS = 6;
 const DEFAULT_KILL_AFTER = 2.5;
 const MAX_SECONDS = 600;
+const MAX_HOLD_SECONDS = 3_600;
 
 /** The usage text of `cli.ts demo --help`. */
 export const DEMO_USAGE: string =
-  `usage: cohort demo [--seconds S] [--kill-after S]
+  `usage: cohort demo [--seconds S] [--kill-after S] [--hold S]
 
 Runs the primary/backup demo: an Oracle of three replica processes, three
 ledger members and a client sending deposits; the primary is killed with
@@ -29,11 +30,16 @@ options:
                         at most ${MAX_SECONDS})
   --kill-after S        when the primary is killed, in seconds after the
                         client starts; less than --seconds (default ${DEFAULT_KILL_AFTER})
+  --hold S              keep the surviving cluster up S seconds after the
+                        result, to watch it with "cohort status" or the
+                        dashboard (default 0, at most ${MAX_HOLD_SECONDS})
   -h, --help            print this help
 
 Prints what happens on stderr, then one JSON line on stdout: acknowledged,
-presentAfterFailover, lost (must be 0), failoverMs. Exits 0 only if no
-acknowledged deposit was lost.`;
+presentAfterFailover, lost (must be 0), failoverMs. Every member serves an
+admin endpoint: the demo prints their URLs, the dashboard link and the
+"cohort status" command line. Exits 0 only if no acknowledged deposit was
+lost.`;
 
 /** The demo's configuration, as the command line gives it. */
 export interface DemoCliConfig {
@@ -41,6 +47,8 @@ export interface DemoCliConfig {
   seconds: number;
   /** When the primary is killed, in seconds. */
   killAfter: number;
+  /** How long the cluster stays up after the result, in seconds. */
+  hold: number;
 }
 
 /** The permissions of `deno task demo`. */
@@ -63,6 +71,7 @@ const DEMO_PERMISSIONS: readonly string[] = [
  * assert.deepEqual(parseDemoArgs(["--seconds", "3", "--kill-after", "1"]), {
  *   seconds: 3,
  *   killAfter: 1,
+ *   hold: 0,
  * });
  * assert.throws(() => parseDemoArgs(["--seconds", "x"]), /Invalid --seconds "x"/);
  * ```
@@ -81,6 +90,7 @@ export function parseDemoArgs(args: string[]): DemoCliConfig | "help" {
     options: {
       seconds: { type: "string" },
       "kill-after": { type: "string" },
+      hold: { type: "string" },
       help: { type: "boolean", short: "h", default: false },
     },
   });
@@ -97,7 +107,10 @@ export function parseDemoArgs(args: string[]): DemoCliConfig | "help" {
       `Invalid --kill-after ${killAfter}: must be less than --seconds ${seconds}, or the client is done before the primary is killed`,
     );
   }
-  return { seconds, killAfter };
+  const hold = values.hold === undefined
+    ? 0
+    : parseNumber("--hold", values.hold, { min: 0, max: MAX_HOLD_SECONDS });
+  return { seconds, killAfter, hold };
 }
 
 /**
@@ -114,9 +127,16 @@ export async function main(args: string[]): Promise<number> {
     parse: parseDemoArgs,
   });
   if ("exitCode" in parsed) return parsed.exitCode;
-  const { seconds, killAfter } = parsed.config;
+  const { seconds, killAfter, hold } = parsed.config;
   return await runScript(
-    ["--seconds", String(seconds), "--kill-after", String(killAfter)],
+    [
+      "--seconds",
+      String(seconds),
+      "--kill-after",
+      String(killAfter),
+      "--hold",
+      String(hold),
+    ],
     {
       command: "demo",
       script: new URL("./examples/primary_backup/demo.ts", import.meta.url),

@@ -28,17 +28,19 @@ async function run(args: string[]) {
 }
 
 Deno.test("demo arguments: defaults, numbers, and --kill-after before the end", () => {
-  assert.deepEqual(parseDemoArgs([]), { seconds: 6, killAfter: 2.5 });
-  assert.deepEqual(parseDemoArgs(["--seconds=3", "--kill-after", ".5"]), {
-    seconds: 3,
-    killAfter: 0.5,
-  });
+  assert.deepEqual(parseDemoArgs([]), { seconds: 6, killAfter: 2.5, hold: 0 });
+  assert.deepEqual(
+    parseDemoArgs(["--seconds=3", "--kill-after", ".5", "--hold", "30"]),
+    { seconds: 3, killAfter: 0.5, hold: 30 },
+  );
   assert.equal(parseDemoArgs(["-h"]), "help");
   const bad: [string[], RegExp][] = [
     [["--seconds", "x"], /^Invalid --seconds "x"/],
     [["--seconds", "0"], /^Invalid --seconds "0"/],
     [["--seconds", "601"], /^Invalid --seconds "601"/],
     [["--kill-after", "abc"], /^Invalid --kill-after "abc"/],
+    [["--hold=-1"], /^Invalid --hold "-1"/],
+    [["--hold", "3601"], /^Invalid --hold "3601"/],
     [
       ["--kill-after", "6"],
       /^Invalid --kill-after 6: must be less than --seconds 6/,
