@@ -145,28 +145,48 @@ export function renderMetrics(
       samples: oracle?.leader == null ? [] : [[{ replica: oracle.leader }, 1]],
     },
     {
-      name: "cohort_oracle_term",
+      name: "cohort_oracle_leader_term",
       type: "gauge",
-      help: "The term of each replica running here.",
-      samples: perReplica((r) => r.term),
+      help:
+        "The Oracle leader's term, as the leader (or this replica) reports it.",
+      samples: oracle?.term == null ? [] : [[{}, oracle.term]],
     },
     {
       name: "cohort_oracle_commit_index",
+      type: "gauge",
+      help:
+        "The Oracle's commit index (its log position), from the same source.",
+      samples: oracle?.commitIndex == null ? [] : [[{}, oracle.commitIndex]],
+    },
+    {
+      name: "cohort_oracle_sessions",
+      type: "gauge",
+      help: "Live Oracle sessions, from the same source.",
+      samples: oracle?.sessions == null ? [] : [[{}, oracle.sessions]],
+    },
+    {
+      name: "cohort_oracle_replica_term",
+      type: "gauge",
+      help: "The term of each replica running in this process.",
+      samples: perReplica((r) => r.term),
+    },
+    {
+      name: "cohort_oracle_replica_commit_index",
       type: "gauge",
       help: "The highest log index known committed, per replica running here.",
       samples: perReplica((r) => r.commitIndex),
     },
     {
-      name: "cohort_oracle_applied_index",
+      name: "cohort_oracle_replica_applied_index",
       type: "gauge",
       help: "The highest log index applied, per replica running here.",
       samples: perReplica((r) => r.appliedIndex),
     },
     {
-      name: "cohort_oracle_sessions",
+      name: "cohort_oracle_replica_leader",
       type: "gauge",
-      help: "Live sessions, per replica running here.",
-      samples: perReplica((r) => r.sessions),
+      help: "1 for a replica running here that leads, else 0.",
+      samples: perReplica((r) => r.role === "leader" ? 1 : 0),
     },
     {
       name: "cohort_admin_requests_total",

@@ -14,6 +14,7 @@ import type {
   ListKind,
   ListPage,
   OpResult,
+  OracleGroupStatus,
 } from "../oracle/commands.ts";
 import type { OracleReplicaStatus } from "../oracle/replica.ts";
 import type { OracleServer } from "../oracle/server.ts";
@@ -85,13 +86,17 @@ export interface AdminNode {
 export interface AdminOracle {
   /** Its replicas: id to `"host:port"`. */
   readonly replicas: Readonly<Record<string, string>>;
-  /** The leader, as known here, or `null`. */
+  /**
+   * The leader: as the leader itself says (a node's endpoint reads the
+   * Oracle's `get_status` linearizably), or as this replica knows it (a
+   * replica's endpoint); `null` if unknown.
+   */
   readonly leader: string | null;
-  /** The leader's term, when a replica runs here (else `null`). */
+  /** The term, from the same source; `null` if the Oracle could not answer. */
   readonly term: number | null;
-  /** The commit index, when a replica runs here (else `null`). */
+  /** The commit index (the Oracle's log position), from the same source, or `null`. */
   readonly commitIndex: number | null;
-  /** Live sessions, when a replica runs here (else `null`). */
+  /** Live sessions, from the same source, or `null`. */
   readonly sessions: number | null;
   /** The status of each replica running in this process. */
   readonly local: readonly OracleReplicaStatus[];
@@ -173,11 +178,11 @@ export function nodeSource(node: Node): AdminSource {
     },
     async oracle() {
       const client = await node.oracleClient();
-      return oracleInfo(
-        node.oracle,
-        client.status().leader ?? null,
-        node.replicaStatus(),
-      );
+      // From the leader, linearizably; if it cannot answer, what is known here.
+      const group = await client.groupStatus().catch(() => ({
+        leader: client.status().leader,
+      }));
+      return oracleInfo(node.oracle, group, node.replicaStatus());
     },
     async list(kind, prefix, after, limit) {
       const client = await node.oracleClient();
@@ -228,9 +233,12 @@ export function replicaSource(
     },
     groups: () => [],
     oracle() {
-      const status = server.status();
+      const status = server.inspect({ op: "get_status" });
+      const group = "ok" in status
+        ? status.ok as unknown as OracleGroupStatus
+        : {};
       return Promise.resolve(
-        oracleInfo(options.replicas, status.leader, [status]),
+        oracleInfo(options.replicas, group, [server.status()]),
       );
     },
     list(kind, prefix, after, limit) {
@@ -272,16 +280,15 @@ export function replicaSource(
 /** The Oracle's summary from the leader known and the local replicas' status. */
 function oracleInfo(
   replicas: Readonly<Record<string, string>>,
-  leader: string | null,
+  group: Partial<OracleGroupStatus>,
   local: OracleReplicaStatus[],
 ): AdminOracle {
-  const best = local.find((s) => s.role === "leader") ?? local[0];
   return {
     replicas: { ...replicas },
-    leader: best?.leader ?? leader,
-    term: best?.term ?? null,
-    commitIndex: best?.commitIndex ?? null,
-    sessions: best?.sessions ?? null,
+    leader: group.leader ?? null,
+    term: group.term ?? null,
+    commitIndex: group.commitIndex ?? null,
+    sessions: group.sessions ?? null,
     local,
   };
 }

@@ -13,6 +13,7 @@ import type {
   Json,
   OracleErrorCode,
   OracleErrorResult,
+  OracleGroupStatus,
   OracleTree,
   ViewMember,
 } from "./commands.ts";
@@ -296,6 +297,21 @@ export const parseTree: ResultParser<OracleTree> = (ok) => {
     parsed.push(delegation);
   }
   return { owns: owns as string[], delegations: parsed, tokens };
+};
+
+/** `{ leader, term, commitIndex, appliedIndex, sessions }`: a replica id and counts. */
+export const parseGroupStatus: ResultParser<OracleGroupStatus> = (ok) => {
+  if (!isRecord(ok)) return BAD;
+  const { leader, term, commitIndex, appliedIndex, sessions } = ok;
+  if (typeof leader !== "string") return BAD;
+  if (![term, commitIndex, appliedIndex, sessions].every(isCount)) return BAD;
+  return {
+    leader,
+    term: term as number,
+    commitIndex: commitIndex as number,
+    appliedIndex: appliedIndex as number,
+    sessions: sessions as number,
+  };
 };
 
 /** `{ ended }`: session id strings. */

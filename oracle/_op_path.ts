@@ -15,6 +15,7 @@ const READS: ReadonlySet<string> = new Set<ReadOp["op"]>([
   "get_tree",
   "ended_sessions",
   "list",
+  "get_status",
 ]);
 
 /** Tells whether an operation is a read ({@linkcode ReadOp}). */

@@ -253,6 +253,7 @@ export function checkReadOp(
     case "get_view":
       return checkPathField("group", op.group, false);
     case "get_tree":
+    case "get_status":
       return undefined;
     case "ended_sessions":
       return Array.isArray(op.sessions) && op.sessions.length >= 1 &&

@@ -44,6 +44,7 @@ import type {
   ListPage,
   OracleErrorCode,
   OracleErrorResult,
+  OracleGroupStatus,
   OracleOp,
   OracleTree,
   ViewMember,
@@ -82,6 +83,7 @@ import {
   parseEndedSessions,
   parseGetLock,
   parseGetView,
+  parseGroupStatus,
   parseLock,
   parseNothing,
   parseOpenSession,
@@ -1314,6 +1316,34 @@ export class OracleClient {
       { op: "get_tree" },
       "read the Oracle tree",
       parseTree,
+    );
+  }
+
+  /**
+   * Reads the group's consensus state from its leader (linearizable): the
+   * leader's id and term, the commit index (the group's log position), the
+   * applied index and the live sessions.
+   *
+   * @example Who leads, and how far the log is
+   * ```ts
+   * import { OracleClient, startOracleGroup } from "@cohort/cohort/oracle";
+   *
+   * const group = await startOracleGroup({ size: 1 });
+   * const client = await OracleClient.connect({ replicas: group.replicas });
+   * const { leader, commitIndex } = await client.groupStatus();
+   * console.log(leader, commitIndex); // "1", and a positive index
+   * await client.close();
+   * await group.stop();
+   * ```
+   *
+   * @returns The leader's view of the group.
+   * @throws {OracleError} `timeout` or `closed` when no answer comes.
+   */
+  async groupStatus(): Promise<OracleGroupStatus> {
+    return await this.#request(
+      { op: "get_status" },
+      "read the group's status",
+      parseGroupStatus,
     );
   }
 

@@ -332,6 +332,34 @@ export interface ListPage<T> {
   readonly next: string | null;
 }
 
+/**
+ * Reads the group's consensus state as its leader knows it: the leader,
+ * its term, commit and applied index, and the live sessions. Result:
+ * {@linkcode OracleGroupStatus}.
+ */
+export interface GetStatusOp {
+  /** The operation's name. */
+  readonly op: "get_status";
+}
+
+/** The consensus state of an Oracle group, as `get_status` reads it. */
+export interface OracleGroupStatus {
+  /**
+   * The leader: through a client, the replica that answered (after
+   * confirming its lead); from `inspect`, the leader the replica knows of,
+   * or `null`.
+   */
+  readonly leader: string | null;
+  /** Its term. */
+  readonly term: number;
+  /** The highest log index known committed: the group's log position. */
+  readonly commitIndex: number;
+  /** The highest log index applied to its state machine. */
+  readonly appliedIndex: number;
+  /** Live sessions. */
+  readonly sessions: number;
+}
+
 /** Every read (served after a read-index round, never logged). */
 export type ReadOp =
   | ReadChannelOp
@@ -339,7 +367,8 @@ export type ReadOp =
   | GetViewOp
   | GetTreeOp
   | EndedSessionsOp
-  | ListOp;
+  | ListOp
+  | GetStatusOp;
 
 /** Keeps the request's session alive (handled by the leader, never logged). */
 export interface KeepAliveOp {

@@ -519,7 +519,21 @@ export class OracleReplica {
    *   `compacted`, `moved`, `not_owner`). Never `not_leader`.
    */
   inspect(op: ReadOp): OpResult {
-    return this.#sm.read(undefined, op);
+    return this.#withStatus(op, this.#sm.read(undefined, op));
+  }
+
+  /** A `get_status` answer completed with what the replica knows (others as they are). */
+  #withStatus(op: ReadOp, result: OpResult): OpResult {
+    if (op.op !== "get_status" || !("ok" in result)) return result;
+    return {
+      ok: {
+        ...(result.ok as Record<string, Json>),
+        leader: this.#raft.leader ?? null,
+        term: this.#raft.term,
+        commitIndex: this.#raft.commitIndex,
+        appliedIndex: this.#sm.appliedIndex,
+      },
+    };
   }
 
   /** A JSON view of this replica. */
@@ -992,7 +1006,10 @@ export class OracleReplica {
       }
       for (const read of batch.reads) {
         this.#counters.reads++;
-        const result = this.#sm.read(read.session, read.op);
+        const result = this.#withStatus(
+          read.op,
+          this.#sm.read(read.session, read.op),
+        );
         this.#sendClient(
           read.client,
           "ok" in result

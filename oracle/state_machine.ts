@@ -680,6 +680,9 @@ export class OracleStateMachine {
         return { ok: json(this.#groups.get(op.group)) };
       case "get_tree":
         return { ok: json(this.tree()) };
+      case "get_status":
+        // The replica adds what only it knows: leader, term and indexes.
+        return { ok: { sessions: this.#sessions.size } };
       case "ended_sessions":
         return {
           ok: {

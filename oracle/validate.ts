@@ -144,6 +144,7 @@ const OPS = {
     replicas,
   }),
   get_tree: z.strictObject({ op: z.literal("get_tree") }),
+  get_status: z.strictObject({ op: z.literal("get_status") }),
   ended_sessions: z.strictObject({
     op: z.literal("ended_sessions"),
     sessions: z.array(z.string()).min(1).max(MAX_ENDED_QUERY),

@@ -297,6 +297,24 @@ Deno.test("admin: /metrics is valid Prometheus text, cohort_ names, counters end
       families.get("cohort_oracle_leader")?.samples[0].labels.replica,
       "1",
     );
+    const oracle = (await f.call("/v1/oracle")).json as {
+      term: number;
+      commitIndex: number;
+    };
+    assert.equal(
+      families.get("cohort_oracle_leader_term")?.samples[0].value,
+      oracle.term,
+    );
+    assert.ok(
+      families.get("cohort_oracle_commit_index")!.samples[0].value > 0,
+    );
+    assert.deepEqual(
+      families.get("cohort_oracle_replica_leader")?.samples.map((s) => [
+        s.labels.replica,
+        s.value,
+      ]),
+      [["1", 1]],
+    );
     assert.equal(
       families.get("cohort_info")?.samples[0].labels.version,
       VERSION,
@@ -445,6 +463,25 @@ Deno.test("admin: an Oracle replica's endpoint shows its role and lists from its
     }
     assert.equal(roles.filter((r) => r === "leader").length, 1);
     const leader = roles.indexOf("leader");
+    const leaderStatus = servers[leader].status();
+    const onReplica = (await get(leader, "/v1/oracle")).json;
+    assert.equal(onReplica.leader, leaderStatus.id);
+    assert.equal(onReplica.term, leaderStatus.term);
+    // A node that runs no replica reads the leader's own status.
+    const nodeAdmin = await serveAdmin({ node, token: TOKEN });
+    try {
+      const r = await fetch(new URL("v1/oracle", nodeAdmin.url), {
+        headers: { authorization: `Bearer ${TOKEN}` },
+      });
+      const fromNode = await r.json();
+      assert.equal(fromNode.leader, leaderStatus.id);
+      assert.equal(fromNode.term, leaderStatus.term);
+      assert.ok(fromNode.commitIndex >= 1, JSON.stringify(fromNode));
+      assert.ok(fromNode.sessions >= 2, "the locker's and the node's sessions");
+      assert.deepEqual(fromNode.local, []);
+    } finally {
+      await nodeAdmin.close();
+    }
     assert.deepEqual(
       (await get(leader, "/v1/locks")).json.locks.map((l: { path: string }) =>
         l.path
