@@ -1,3 +1,4 @@
+import { until } from "../_until.ts";
 import assert from "node:assert/strict";
 import { z } from "zod";
 import {
@@ -75,14 +76,6 @@ class Mistyped extends Actor {
   // @ts-expect-error: the parameter must accept { key: string; value: string }
   @handler(Put)
   put(_m: { key: number }): void {}
-}
-
-async function until(what: string, condition: () => boolean, ms = 15_000) {
-  const end = Date.now() + ms;
-  while (!condition()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }
 
 Deno.test("dispatch table: inherited and own handlers, one per schema; legacy and private uses are refused", () => {

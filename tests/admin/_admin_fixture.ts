@@ -6,6 +6,7 @@
  * @module
  */
 
+import { until } from "../_until.ts";
 import { z } from "zod";
 import { Actor, handler } from "../../actors/actor.ts";
 import type { GroupHandle } from "../../actors/group_handle.ts";
@@ -68,21 +69,6 @@ export interface AdminFixture {
   close(): Promise<void>;
 }
 
-/** Polls `condition` every 20 ms until it holds, or throws after `ms`. */
-export async function eventually(
-  condition: () => Promise<boolean> | boolean,
-  ms: number,
-  what: string,
-): Promise<void> {
-  const deadline = performance.now() + ms;
-  for (let i = 0; i < 10_000; i++) {
-    if (await condition()) return;
-    if (performance.now() > deadline) break;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  throw new Error(`Timed out after ${ms} ms waiting for ${what}`);
-}
-
 /** Starts the fixture; `options` tune the endpoint. */
 export async function adminFixture(
   options: Partial<AdminOptions> = {},
@@ -92,18 +78,18 @@ export async function adminFixture(
   try {
     const a = await node.join("/apps/kv", new Kv(), { label: "a" });
     const b = await node.join("/apps/kv", new Kv(), { label: "b" });
-    await eventually(
+    await until(
+      "a view of a and b",
       () => a.view?.members.length === 2 && b.view?.members.length === 2,
       10_000,
-      "a view of a and b",
     );
     for (let i = 0; i < 20; i++) {
       await a.send(Put, { key: `k${i}`, value: "v" });
     }
-    await eventually(
+    await until(
+      "b to have every put",
       () => Object.keys(b.actor.data).length === 20,
       10_000,
-      "b to have every put",
     );
     const client = await node.oracleClient();
     await client.lock("/locks/leader");

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { adminFixture, eventually, TOKEN } from "./_admin_fixture.ts";
+import { adminFixture, TOKEN } from "./_admin_fixture.ts";
+import { until } from "../_until.ts";
 import { parsePrometheus } from "./_prometheus.ts";
 import { serveAdmin } from "../../admin/mod.ts";
 import { startOracleGroup } from "../../oracle/server.ts";
@@ -344,10 +345,10 @@ Deno.test("admin: guarded actions: exclude a member through the Oracle, then lea
     });
     assert.equal(excluded.status, 202, excluded.text);
     assert.equal((excluded.json as { member: string }).member, f.b.me);
-    await eventually(
+    await until(
+      "a view without b",
       () => f.a.view?.members.length === 1,
       10_000,
-      "a view without b",
     );
     const views = (await f.call("/v1/views?prefix=/apps")).json as {
       views: { members: unknown[] }[];
@@ -493,7 +494,7 @@ Deno.test("admin: an Oracle replica's endpoint shows its role and lists from its
       new (await import("./_admin_fixture.ts")).Kv(),
       { label: "a" },
     );
-    await eventually(() => a.view !== undefined, 10_000, "a's first view");
+    await until("a's first view", () => a.view !== undefined, 10_000);
     const r = await fetch(
       new URL("v1/actions/exclude", admins[(leader + 1) % 3].url),
       {
@@ -506,14 +507,10 @@ Deno.test("admin: an Oracle replica's endpoint shows its role and lists from its
       },
     );
     assert.equal(r.status, 202, await r.text());
-    await eventually(
-      async () => {
-        const views = (await get(leader, "/v1/views?prefix=/apps/r")).json;
-        return views.views[0]?.members.length === 0;
-      },
-      10_000,
-      "the Oracle to exclude a",
-    );
+    await until("the Oracle to exclude a", async () => {
+      const views = (await get(leader, "/v1/views?prefix=/apps/r")).json;
+      return views.views[0]?.members.length === 0;
+    }, 10_000);
   } finally {
     await client.close();
     await Promise.all(admins.map((a) => a.close()));

@@ -1,3 +1,4 @@
+import { until } from "../_until.ts";
 import assert from "node:assert/strict";
 import { dispatchTable, type View } from "../../actors/actor.ts";
 import {
@@ -10,16 +11,6 @@ import {
   Read,
 } from "../../actors/_cli_actors.ts";
 import { Node } from "../../actors/node.ts";
-import { delay } from "../oracle/_oracle_processes.ts";
-
-/** Waits until `condition` holds, for at most `ms`. */
-async function until(what: string, condition: () => boolean, ms = 10_000) {
-  const end = performance.now() + ms;
-  while (!condition()) {
-    assert.ok(performance.now() < end, `timed out waiting for ${what}`);
-    await delay(10);
-  }
-}
 
 Deno.test("the example actors declare abcast put, cbcast add, fbcast reads and a view callback", () => {
   const kv = dispatchTable(KvActor);

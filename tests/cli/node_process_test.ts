@@ -1,7 +1,7 @@
+import { until } from "../_until.ts";
 import assert from "node:assert/strict";
 import { JsonLinesProcess, type Line } from "../groups/_json_process.ts";
 import {
-  delay,
   freePorts,
   OracleProcesses,
   withTimeout,
@@ -15,15 +15,6 @@ function lastView(node: JsonLinesProcess): string[] {
     l.event === "joined" || l.event === "view"
   );
   return (line?.view as { members: string[] } | undefined)?.members ?? [];
-}
-
-/** Waits until `condition` holds, for at most `ms`. */
-async function until(what: string, condition: () => boolean, ms = 30_000) {
-  const end = performance.now() + ms;
-  while (!condition()) {
-    assert.ok(performance.now() < end, `timed out waiting for ${what}`);
-    await delay(20);
-  }
 }
 
 Deno.test(

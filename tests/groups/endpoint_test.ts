@@ -1,16 +1,9 @@
+import { until } from "../_until.ts";
 import assert from "node:assert/strict";
 import { GroupEndpoint } from "../../groups/endpoint.ts";
 import { startOracleGroup } from "../../oracle/server.ts";
 import { TcpTransport } from "../../transport/tcp_transport.ts";
 import { freePorts } from "../oracle/_oracle_processes.ts";
-
-async function until(what: string, condition: () => boolean, ms = 10_000) {
-  const end = Date.now() + ms;
-  while (!condition()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 Deno.test("endpoint: frames without a well-formed group tag, or for a group it is not in, are dropped and counted; its groups go on", async () => {
   const oracle = await startOracleGroup({ size: 1 });

@@ -1,9 +1,9 @@
+import { until } from "../_until.ts";
 import assert from "node:assert/strict";
 import { PrimaryWatch } from "../../groups/_primary_watch.ts";
 import { GroupDriver } from "../../groups/driver.ts";
 import { Simulation } from "../../sim/mod.ts";
 import {
-  delay,
   freePorts,
   OracleProcesses,
   withTimeout,
@@ -50,14 +50,6 @@ Deno.test("primary watch: out after timeoutMs without an answer, back at the nex
     /Invalid timeoutMs 0/,
   );
 });
-
-async function until(what: string, condition: () => boolean, ms = 20_000) {
-  const end = Date.now() + ms;
-  while (!condition()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await delay(20);
-  }
-}
 
 Deno.test("a member cut off from the Oracle's majority says so, installs no view meanwhile, and is back once the majority is", async () => {
   const oracle = await OracleProcesses.start({ size: 3 });

@@ -1,9 +1,9 @@
+import { until } from "../_until.ts";
 import assert from "node:assert/strict";
 import { OracleClient, OracleError } from "../../oracle/client.ts";
 import { type OracleGroup, startOracleGroup } from "../../oracle/server.ts";
 import { OracleTreeClient } from "../../oracle/tree_client.ts";
 import { TREE_CHANNEL } from "../../oracle/commands.ts";
-import { delay } from "./_oracle_processes.ts";
 import { TcpTransport } from "../../transport/tcp_transport.ts";
 import { SystemClock } from "../../runtime/clock.ts";
 import { CryptoRandom } from "../../runtime/random.ts";
@@ -32,21 +32,6 @@ async function startTree(): Promise<{
       await root.stop();
     },
   };
-}
-
-/** Polls an async condition every 20 ms until it holds, or throws after `ms`. */
-async function eventually(
-  condition: () => Promise<boolean> | boolean,
-  ms: number,
-  what: string,
-): Promise<void> {
-  const deadline = performance.now() + ms;
-  for (let i = 0; i < 10_000; i++) {
-    if (await condition()) return;
-    if (performance.now() > deadline) break;
-    await delay(20);
-  }
-  throw new Error(`Timed out after ${ms} ms waiting for ${what}`);
 }
 
 async function codeOf(call: Promise<unknown>): Promise<string> {
@@ -101,13 +86,13 @@ Deno.test("oracle tree on TCP: the root redirects a delegated path, the child ad
       assert.equal(status.name, "A");
       assert.deepEqual(status.delegations, []);
     }
-    await eventually(
+    await until(
+      "every replica of A to have applied the adoption",
       () =>
         [...tree.child.servers.values()].every((s) =>
           s.status().tree.owns.join() === "/a"
         ),
       5_000,
-      "every replica of A to have applied the adoption",
     );
     const rootStatus = tree.root.servers.get("1")!.status().tree;
     assert.equal(rootStatus.name, null);
@@ -219,33 +204,33 @@ Deno.test("oracle tree on TCP: a session the root ends is ended in the child too
     const { token } = await holder.lock("/a/lock");
     assert.ok(token > 0);
     await holder.join("/a/group", "m1");
-    await eventually(
+    await until(
+      "the member's view",
       async () =>
         (await watcher.getView("/a/group")).view?.members.length === 1,
       5_000,
-      "the member's view",
     );
     assert.equal((await watcher.getLock("/a/lock")).holder, "holder");
     // Cut the holder off from the root only: its keep-alives still reach
     // the child, but the root expires the session after its TTL, and the
     // child's leader, learning it from the root, ends it there too.
     await rootLink.close();
-    await eventually(
+    await until(
+      "the child to release the lock of a session the root ended",
       async () => (await watcher.getLock("/a/lock")).holder === null,
       10_000,
-      "the child to release the lock of a session the root ended",
     );
-    await eventually(
+    await until(
+      "the child to force the member of a session the root ended out",
       async () => {
         const { view, proposal } = await watcher.getView("/a/group");
         return proposal === null && view?.members.length === 0;
       },
       10_000,
-      "the child to force the member of a session the root ended out",
     );
     // The holder learns it from the child, and its whole tree session ends.
     assert.equal(await codeOf(holder.append("/a/log", 1)), "session_expired");
-    await eventually(() => expired === 1, 5_000, "the expiry callback");
+    await until("the expiry callback", () => expired === 1, 5_000);
     assert.equal(expired, 1);
   } finally {
     await watcher.close();
