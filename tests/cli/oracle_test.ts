@@ -163,12 +163,24 @@ Deno.test("oracle arguments are validated: ids, addresses, levels", () => {
   }
 });
 
-Deno.test("a running oracle replica logs oracle.listening and stops cleanly with exit 0 on SIGTERM and SIGINT", async (t) => {
+Deno.test("a running oracle replica logs oracle.listening, serves its admin endpoint when asked, and stops cleanly with exit 0 on SIGTERM and SIGINT", async (t) => {
   const dataDir = await Deno.makeTempDir({ prefix: "cohort-cli-test-" });
+  const tokenFile = `${dataDir}-admin-token`;
+  const token = "oracle-admin-token-0123456789";
+  await Deno.writeTextFile(tokenFile, token + "\n");
   try {
     for (const signal of ["SIGTERM", "SIGINT"] as const) {
       await t.step(signal, async () => {
-        const [port] = freePorts(1);
+        const [port, adminPort] = freePorts(2);
+        // With SIGTERM, the replica also serves the admin endpoint.
+        const admin = signal === "SIGTERM"
+          ? [
+            "--admin",
+            `127.0.0.1:${adminPort}`,
+            "--admin-token-file",
+            tokenFile,
+          ]
+          : [];
         const child = new Deno.Command(Deno.execPath(), {
           args: [
             "run",
@@ -182,6 +194,7 @@ Deno.test("a running oracle replica logs oracle.listening and stops cleanly with
             `1=127.0.0.1:${port}`,
             "--data",
             dataDir,
+            ...admin,
           ],
           cwd: ROOT,
           env: { NO_COLOR: "1" },
@@ -222,6 +235,32 @@ Deno.test("a running oracle replica logs oracle.listening and stops cleanly with
           assert.equal(listening.address, `127.0.0.1:${port}`);
           assert.equal(listening.level, "info");
           assert.equal(typeof listening.ts, "string");
+          if (admin.length > 0) {
+            const url = `http://127.0.0.1:${adminPort}/`;
+            for (let i = 0; i < 1_000; i++) {
+              if (lines.some((l) => l.event === "admin.listening")) break;
+              assert.ok(performance.now() < deadline, raw.join("\n"));
+              await delay(20);
+            }
+            assert.equal(
+              lines.find((l) => l.event === "admin.listening")?.url,
+              url,
+            );
+            const get = (path: string, bearer?: string) =>
+              fetch(new URL(path, url), {
+                headers: bearer ? { authorization: `Bearer ${bearer}` } : {},
+              });
+            const refused = await get("v1/oracle");
+            assert.equal(refused.status, 401);
+            await refused.body?.cancel();
+            const oracle = await (await get("v1/oracle", token)).json();
+            assert.equal(oracle.leader, "1");
+            assert.equal(oracle.local[0].role, "leader");
+            assert.equal(
+              (await (await get("v1/node", token)).json()).kind,
+              "oracle",
+            );
+          }
           Deno.kill(child.pid, signal);
           const status = await withTimeout(child.status, 15_000, "exit");
           assert.equal(status.code, 0, raw.join("\n"));
@@ -246,5 +285,6 @@ Deno.test("a running oracle replica logs oracle.listening and stops cleanly with
     }
   } finally {
     await Deno.remove(dataDir, { recursive: true });
+    await Deno.remove(tokenFile);
   }
 });
