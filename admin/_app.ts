@@ -53,6 +53,13 @@ export interface AdminAppOptions {
   readonly signal: AbortSignal;
 }
 
+/** The list routes: path, the Oracle's list kind, the response's key. */
+const LISTS = [
+  ["/v1/locks", "locks", "locks"],
+  ["/v1/channels", "channels", "channels"],
+  ["/v1/views", "groups", "views"],
+] as const;
+
 /** The largest request body read. */
 const MAX_BODY_BYTES = 4096;
 
@@ -152,12 +159,7 @@ export function adminApp(
     return c.json({ path: parsed.data, members });
   });
   app.get("/v1/oracle", async (c) => c.json(await source.oracle()));
-  for (
-    const [route, kind] of [["/v1/locks", "locks"], [
-      "/v1/channels",
-      "channels",
-    ], ["/v1/views", "groups"]] as const
-  ) {
+  for (const [route, kind, key] of LISTS) {
     app.get(route, async (c) => {
       const query = queryOf(c);
       if (typeof query === "string") {
@@ -167,7 +169,7 @@ export function adminApp(
       if (!parsed.success) return badRequest(c, parsed.error);
       const { prefix, after, limit } = parsed.data;
       const page = await source.list(kind, prefix, after, limit);
-      return c.json({ [route.slice(4)]: page.items, next: page.next });
+      return c.json({ [key]: page.items, next: page.next });
     });
   }
   app.get("/metrics", async (c) => {
