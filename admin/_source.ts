@@ -44,7 +44,7 @@ export interface AdminGroup {
     | null;
   /** Whether the member's endpoint hears from the Oracle's majority. */
   readonly primary: boolean;
-  /** Messages multicast, every view. */
+  /** Messages multicast, every view (the abcast sequencer's ordering messages included). */
   readonly sent: number;
   /** Messages delivered to the actor. */
   readonly delivered: number;

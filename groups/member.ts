@@ -273,7 +273,7 @@ export interface GroupMemberStatus {
   awaitingState: boolean;
   /** Whether this member's gbcast waits for the Oracle (its later sends wait behind it). */
   gbcastPending: boolean;
-  /** Messages this member multicast, every view. */
+  /** Messages this member multicast, every view (strategies' control messages, such as abcast's ORDER, included). */
   sent: number;
   /** Own messages sent again (NAK answers and tail resends), every view. */
   retransmitted: number;
