@@ -194,8 +194,19 @@ Deno.test("dashboard end to end: served by a cohort node process, it shows the g
     await oracle.stop();
     await Deno.remove(dir, { recursive: true });
   }
+  const logs = watcher.logs.map((l) => JSON.parse(l));
   assert.ok(
-    watcher.logs.some((l) => JSON.parse(l).event === "admin.listening"),
+    logs.some((l) => l.event === "admin.listening"),
     watcher.logs.join("\n"),
   );
+  // The watcher's log: each view once, in order, with its group; the last
+  // without the killed member; no line per message (hundreds were sent).
+  const views = logs.filter((l) => l.event === "group.view_installed");
+  assert.deepEqual(
+    views.map((l) => l.viewId),
+    [...new Set(views.map((l) => l.viewId))].sort((a, b) => a - b),
+  );
+  assert.ok(views.every((l) => l.group === GROUP));
+  assert.equal(views.at(-1)?.members.length, 2, JSON.stringify(views.at(-1)));
+  assert.ok(logs.length < 100, `${logs.length} log lines`);
 });
