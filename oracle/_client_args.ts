@@ -251,7 +251,7 @@ export const MAX_LIST_LIMIT = 1000;
  *
  * @throws {TypeError} if it is none of them.
  */
-export function checkListKind(value: unknown): ListKind {
+function checkListKind(value: unknown): ListKind {
   if (!LIST_KINDS.includes(value as ListKind)) {
     throw new TypeError(
       `Invalid list kind ${
@@ -268,7 +268,7 @@ export function checkListKind(value: unknown): ListKind {
  * @throws {TypeError} if it is not a number.
  * @throws {RangeError} if it is not an integer in that range.
  */
-export function checkListLimit(value: unknown): number {
+function checkListLimit(value: unknown): number {
   checkInteger("list limit", value, 1);
   if ((value as number) > MAX_LIST_LIMIT) {
     throw new RangeError(
@@ -276,4 +276,22 @@ export function checkListLimit(value: unknown): number {
     );
   }
   return value as number;
+}
+
+/**
+ * Checks the arguments of a `list`: its kind, its prefix (a path, or
+ * `/`), and the optional cursor (a path) and limit.
+ *
+ * @throws {TypeError} naming the argument, if one has the wrong type or form.
+ * @throws {RangeError} if the limit is out of range.
+ */
+export function checkListArgs(
+  kind: unknown,
+  prefix: unknown,
+  options: { after?: unknown; limit?: unknown },
+): void {
+  checkListKind(kind);
+  checkPath("list prefix", prefix);
+  if (options.after !== undefined) checkPath("list cursor", options.after);
+  if (options.limit !== undefined) checkListLimit(options.limit);
 }

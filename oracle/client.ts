@@ -54,8 +54,7 @@ import {
   checkGbcastPayload,
   checkInteger,
   checkJson,
-  checkListKind,
-  checkListLimit,
+  checkListArgs,
   checkName,
   checkPath,
   checkReplicaAddresses,
@@ -1232,11 +1231,8 @@ export class OracleClient {
     prefix: string,
     options: OracleListOptions = {},
   ): Promise<ListPage<ListEntries[K]>> {
-    checkListKind(kind);
-    checkPath("list prefix", prefix);
+    checkListArgs(kind, prefix, options);
     const { after, limit } = options;
-    if (after !== undefined) checkPath("list cursor", after);
-    if (limit !== undefined) checkListLimit(limit);
     return await this.#request(
       {
         op: "list",

@@ -55,8 +55,7 @@ import {
   checkGbcastPayload,
   checkInteger,
   checkJson,
-  checkListKind,
-  checkListLimit,
+  checkListArgs,
   checkName,
   checkPath,
   checkReplicaAddresses,
@@ -895,10 +894,7 @@ export class OracleTreeClient {
     prefix: string,
     options: OracleListOptions = {},
   ): Promise<ListPage<ListEntries[K]>> {
-    checkListKind(kind);
-    checkPath("list prefix", prefix);
-    if (options.after !== undefined) checkPath("list cursor", options.after);
-    if (options.limit !== undefined) checkListLimit(options.limit);
+    checkListArgs(kind, prefix, options);
     return await this.#call(
       prefix,
       `list ${kind} under ${JSON.stringify(prefix)}`,
