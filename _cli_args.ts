@@ -247,3 +247,25 @@ export async function readSecret(path: string): Promise<Uint8Array> {
   }
   return bytes;
 }
+
+/**
+ * Reads a token file (an admin bearer token): its text, without one
+ * trailing newline.
+ *
+ * @param flag The flag that named the file, for the message.
+ * @param path The file.
+ * @returns The token.
+ * @throws {TypeError} naming the flag and the file if it cannot be read.
+ */
+export async function readTokenFile(
+  flag: string,
+  path: string,
+): Promise<string> {
+  try {
+    return (await Deno.readTextFile(path)).replace(/\r?\n$/, "");
+  } catch (error) {
+    throw new TypeError(
+      `Cannot read ${flag} ${path}: ${(error as Error).message}`,
+    );
+  }
+}

@@ -9,7 +9,7 @@
 import type { Node } from "../actors/node.ts";
 import type { OracleServer } from "../oracle/server.ts";
 import type { Logger } from "../runtime/log.ts";
-import { checkAddress } from "../_cli_args.ts";
+import { checkAddress, readTokenFile } from "../_cli_args.ts";
 
 /** The flags, for `parseArgs`'s `options`. */
 export const ADMIN_FLAGS = {
@@ -108,18 +108,9 @@ export async function startAdmin(
   target: AdminTarget,
   logger: Logger,
 ): Promise<() => Promise<void>> {
-  let token: string | undefined;
-  if (config.tokenFile !== undefined) {
-    try {
-      token = (await Deno.readTextFile(config.tokenFile)).replace(/\r?\n$/, "");
-    } catch (error) {
-      throw new TypeError(
-        `Cannot read --admin-token-file ${config.tokenFile}: ${
-          (error as Error).message
-        }`,
-      );
-    }
-  }
+  const token = config.tokenFile === undefined
+    ? undefined
+    : await readTokenFile("--admin-token-file", config.tokenFile);
   const { serveAdmin } = await import("./mod.ts");
   const admin = await serveAdmin({
     ...("node" in target ? { node: target.node } : {

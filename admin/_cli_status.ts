@@ -14,6 +14,7 @@
 
 import { parseArgs } from "node:util";
 import { parseCommandArgs } from "../_cli_usage.ts";
+import { parseNumber, readTokenFile } from "../_cli_args.ts";
 
 /** The usage text of `cli.ts status --help`. */
 export const STATUS_USAGE: string =
@@ -60,6 +61,7 @@ export interface StatusConfig {
  * @param args The arguments after `status`.
  * @returns The configuration, or `"help"`.
  * @throws {TypeError} naming the flag, for an unknown flag or a bad value.
+ * @throws {RangeError} if `--timeout-ms` is out of range.
  */
 export function parseStatusArgs(args: string[]): StatusConfig | "help" {
   const { values, positionals } = parseArgs({
@@ -98,16 +100,11 @@ export function parseStatusArgs(args: string[]): StatusConfig | "help" {
       `Invalid --url ${JSON.stringify(values.url)}: use http:// or https://`,
     );
   }
-  const timeoutMs = Number(values["timeout-ms"]);
-  if (
-    !Number.isSafeInteger(timeoutMs) || timeoutMs < 1 || timeoutMs > 600_000
-  ) {
-    throw new TypeError(
-      `Invalid --timeout-ms ${
-        JSON.stringify(values["timeout-ms"])
-      }: use an integer from 1 to 600000`,
-    );
-  }
+  const timeoutMs = parseNumber("--timeout-ms", values["timeout-ms"], {
+    min: 1,
+    max: 600_000,
+    integer: true,
+  });
   return { url, tokenFile: values["token-file"], json: values.json, timeoutMs };
 }
 
@@ -148,9 +145,6 @@ interface Gathered {
   locks: { path: string; holder: string; token: number; waiters: number }[];
 }
 
-/** A failure of the endpoint, reported in one line with exit code 1. */
-class EndpointError extends Error {}
-
 /**
  * Runs `status`.
  *
@@ -188,15 +182,7 @@ async function readToken(
   if (file === undefined) {
     return Deno.env.get("COHORT_ADMIN_TOKEN") || undefined;
   }
-  try {
-    return (await Deno.readTextFile(file)).replace(/\r?\n$/, "");
-  } catch (error) {
-    throw new EndpointError(
-      `Cannot read --token-file ${file}: ${
-        error instanceof Error ? error.message : error
-      }`,
-    );
-  }
+  return await readTokenFile("--token-file", file);
 }
 
 async function gather(
@@ -214,7 +200,7 @@ async function gather(
         signal: AbortSignal.timeout(config.timeoutMs),
       });
     } catch (error) {
-      throw new EndpointError(
+      throw new Error(
         `Cannot reach ${url}: ${
           error instanceof Error ? error.message : error
         }`,
@@ -225,14 +211,14 @@ async function gather(
     try {
       body = JSON.parse(text);
     } catch {
-      throw new EndpointError(
+      throw new Error(
         `${url} answered ${response.status} with no JSON: is it a Cohort admin endpoint?`,
       );
     }
     if (!response.ok) {
       const message = (body as { error?: { message?: string } })?.error
         ?.message;
-      throw new EndpointError(
+      throw new Error(
         `${url} answered ${response.status}: ${message ?? text.slice(0, 200)}`,
       );
     }
