@@ -46,10 +46,10 @@ class Abcast implements OrderingStrategy {
   readonly #defer: (callback: () => void) => void;
   /** The sequencer's decisions of this turn, emitted together at its end. */
   #undecided: [number, number][] = [];
-  /** Data that arrived, by `sender/seq`, not yet delivered. */
-  readonly #data = new Map<string, OrderedMessage>();
+  /** Data that arrived, not yet delivered, by {@linkcode keyOf}. */
+  readonly #data = new Map<number, OrderedMessage>();
   /** The decided order, as keys; `#next` is the first not yet delivered. */
-  readonly #order: string[] = [];
+  #order: number[] = [];
   #next = 0;
   /** Messages dropped because their header was malformed. */
   malformed = 0;
@@ -83,15 +83,16 @@ class Abcast implements OrderingStrategy {
         return [];
       }
       // Ordered here: after every ORDER the sequencer sent before it.
-      const key = `${message.sender}/${message.seq}`;
+      const key = keyOf(0, message.seq);
       this.#data.set(key, message);
       this.#order.push(key);
       return this.#release();
     }
     if (header.length === 1 && header[0] === DATA) {
-      const key = `${message.sender}/${message.seq}`;
-      this.#data.set(key, message);
-      if (this.#sequencer) this.#decide(message);
+      // The reliable layer passes on messages from members of the view only.
+      const sender = this.#index.get(message.sender)!;
+      this.#data.set(keyOf(sender, message.seq), message);
+      if (this.#sequencer) this.#decide(sender, message.seq);
       return this.#release();
     }
     const decisions = this.#decode(header, message.sender);
@@ -125,6 +126,11 @@ class Abcast implements OrderingStrategy {
       this.#next++;
       out.push(message);
     }
+    // Delivered keys are dropped once they are most of the list.
+    if (this.#next > 1024 && this.#next * 2 > this.#order.length) {
+      this.#order = this.#order.slice(this.#next);
+      this.#next = 0;
+    }
     return out;
   }
 
@@ -132,8 +138,8 @@ class Abcast implements OrderingStrategy {
    * The sequencer orders messages as they arrive; the decisions of one
    * turn leave together, in one ORDER (at most 10,000 per ORDER).
    */
-  #decide(message: OrderedMessage): void {
-    this.#undecided.push([this.#index.get(message.sender)!, message.seq]);
+  #decide(sender: number, seq: number): void {
+    this.#undecided.push([sender, seq]);
     if (this.#undecided.length === 1) this.#defer(() => this.#emitOrder());
     else if (this.#undecided.length >= MAX_PER_ORDER) this.#emitOrder();
   }
@@ -154,20 +160,25 @@ class Abcast implements OrderingStrategy {
   }
 
   /** An ORDER's decisions as keys, if well formed and from the sequencer. */
-  #decode(header: Uint8Array, from: MemberId): string[] | undefined {
+  #decode(header: Uint8Array, from: MemberId): number[] | undefined {
     if (header.length < 3 || header[0] !== ORDER) return undefined;
     if (from !== this.#members[0]) return undefined;
     const view = new DataView(header.buffer, header.byteOffset, header.length);
     const count = view.getUint16(1);
     if (header.length !== 3 + 6 * count) return undefined;
-    const keys: string[] = [];
+    const keys: number[] = [];
     for (let i = 0; i < count; i++) {
-      const sender = this.#members[view.getUint16(3 + 6 * i)];
-      if (sender === undefined) return undefined;
-      keys.push(`${sender}/${view.getUint32(5 + 6 * i)}`);
+      const sender = view.getUint16(3 + 6 * i);
+      if (sender >= this.#members.length) return undefined;
+      keys.push(keyOf(sender, view.getUint32(5 + 6 * i)));
     }
     return keys;
   }
+}
+
+/** A message's key: its sender's index in the view and its sequence number (32 bits). */
+function keyOf(sender: number, seq: number): number {
+  return sender * 2 ** 32 + seq;
 }
 
 /**
