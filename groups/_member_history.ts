@@ -34,30 +34,19 @@ export interface ReliableTotals {
   sent: number;
   /** Own messages sent again (NAK answers and tail resends). */
   retransmitted: number;
-  /** NAK frames sent. */
-  naksSent: number;
-  /** Frames dropped as malformed, of another view or from a non-member. */
-  droppedFrames: number;
 }
 
 /** The bookkeeping behind a member's history (see the module documentation). */
 export class MemberHistory {
   readonly #logger: Logger;
-  readonly #fields: Record<string, unknown>;
-  #past: ReliableTotals = {
-    sent: 0,
-    retransmitted: 0,
-    naksSent: 0,
-    droppedFrames: 0,
-  };
+  #past: ReliableTotals = { sent: 0, retransmitted: 0 };
   #flushes = 0;
   #lastFlushMs: number | null = null;
   #transfers: StateTransferRecord[] = [];
 
-  /** `fields` go into every log line (the member's name, for one). */
-  constructor(logger: Logger, fields: Record<string, unknown>) {
+  /** `logger` gets the member's lines (tagged with the member by `withFields`). */
+  constructor(logger: Logger) {
     this.#logger = logger;
-    this.#fields = fields;
   }
 
   /** Adds the counters of a view's reliable multicast that ends. */
@@ -85,7 +74,6 @@ export class MemberHistory {
       this.#lastFlushMs = roundMs(flushMs);
     }
     this.#logger.log("info", "group.view_installed", {
-      ...this.#fields,
       viewId,
       members,
       joined,
@@ -96,7 +84,6 @@ export class MemberHistory {
   /** This member asked the Oracle to force `suspect` out (once per view). */
   suspected(suspect: MemberId, reason: string, viewId: number): void {
     this.#logger.log("warn", "group.suspect", {
-      ...this.#fields,
       suspect,
       reason,
       viewId,
@@ -106,7 +93,6 @@ export class MemberHistory {
   /** This member flushed for `proposal` and told the Oracle (once per flush). */
   flushed(proposal: number, ms: number): void {
     this.#logger.log("info", "group.flushed", {
-      ...this.#fields,
       proposal,
       ms: roundMs(ms),
     });
@@ -118,7 +104,6 @@ export class MemberHistory {
     this.#transfers.push(record);
     if (this.#transfers.length > STATE_TRANSFERS_KEPT) this.#transfers.shift();
     this.#logger.log("info", `group.state_${record.direction}`, {
-      ...this.#fields,
       ...record,
     });
   }
@@ -143,9 +128,6 @@ function addTotals(past: ReliableTotals, stats: ReliableStats): ReliableTotals {
   return {
     sent: past.sent + stats.sent,
     retransmitted: past.retransmitted + stats.retransmitted,
-    naksSent: past.naksSent + stats.naksSent,
-    droppedFrames: past.droppedFrames + stats.badFrames + stats.wrongView +
-      stats.unknownSender,
   };
 }
 

@@ -41,7 +41,7 @@
  */
 
 import type { Clock } from "../runtime/clock.ts";
-import { type Logger, silentLogger } from "../runtime/log.ts";
+import { type Logger, silentLogger, withFields } from "../runtime/log.ts";
 import type { GbcastMessage, ViewEvent } from "../oracle/commands.ts";
 import { MAX_GBCAST_BYTES } from "../oracle/_client_args.ts";
 import { fromBase64 } from "../runtime/_base64.ts";
@@ -354,9 +354,9 @@ export class GroupMember {
     this.#options = options;
     this.#maxQueued = options.maxQueued ?? 10_000;
     this.#flushResendMs = options.flushResendMs ?? 50;
-    this.#history = new MemberHistory(options.logger ?? silentLogger, {
-      member: options.me,
-    });
+    this.#history = new MemberHistory(
+      withFields(options.logger ?? silentLogger, { member: options.me }),
+    );
     for (const factory of options.strategies ?? [fbcast, cbcast, abcast]) {
       if (
         !Number.isInteger(factory.code) || factory.code < 1 ||
