@@ -25,7 +25,7 @@ import { usageError } from "./_usage.ts";
 import { round } from "./_load.ts";
 import { startOracleGroup } from "../oracle/server.ts";
 import { delay, freePorts } from "../tests/oracle/_oracle_processes.ts";
-import { JsonLinesProcess as Member } from "../tests/groups/_json_process.ts";
+import { JsonLinesProcess as Member } from "../tests/_process.ts";
 
 const USAGE =
   "usage: deno task bench groups [--seconds=3] [--quick] [--strategies=fbcast,cbcast,abcast,gbcast]";

@@ -12,6 +12,7 @@
  * @module
  */
 import { type BrowserContext, chromium, type Page } from "playwright-core";
+import { lines } from "../_process.ts";
 
 /** What `_browser.ts` passes as the one argument, as JSON. */
 export interface DriverOptions {
@@ -140,17 +141,6 @@ async function reply(response: DriverResponse): Promise<void> {
   const bytes = encoder.encode(JSON.stringify(response) + "\n");
   for (let written = 0; written < bytes.length;) {
     written += await Deno.stdout.write(bytes.subarray(written));
-  }
-}
-
-async function* lines(stream: ReadableStream<Uint8Array>) {
-  let buffer = "";
-  for await (const text of stream.pipeThrough(new TextDecoderStream())) {
-    buffer += text;
-    for (let end = buffer.indexOf("\n"); end >= 0; end = buffer.indexOf("\n")) {
-      yield buffer.slice(0, end);
-      buffer = buffer.slice(end + 1);
-    }
   }
 }
 

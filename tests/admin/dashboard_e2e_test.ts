@@ -11,62 +11,20 @@ import { Node } from "../../actors/node.ts";
 import { KvActor, Put } from "../../actors/_cli_actors.ts";
 import { startOracleGroup } from "../../oracle/server.ts";
 import { pollUntil, withChromium } from "./_browser.ts";
+import { JsonLinesProcess } from "../_process.ts";
 
 const CLI = new URL("../../cli.ts", import.meta.url).pathname;
 const GROUP = "/apps/kv";
 
 /** A `cohort node` process; its stdout JSON lines and stderr log lines collected. */
-class NodeProcess {
-  readonly lines: Record<string, unknown>[] = [];
-  readonly logs: string[] = [];
-  readonly #child: Deno.ChildProcess;
-  readonly done: Promise<Deno.CommandStatus>;
-
+class NodeProcess extends JsonLinesProcess {
   constructor(permissions: string[], args: string[]) {
-    this.#child = new Deno.Command(Deno.execPath(), {
-      args: ["run", ...permissions, CLI, "node", ...args],
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-      env: { NO_COLOR: "1" },
-    }).spawn();
-    const read = async (
-      stream: ReadableStream<Uint8Array>,
-      line: (text: string) => void,
-    ) => {
-      let rest = "";
-      for await (const text of stream.pipeThrough(new TextDecoderStream())) {
-        rest += text;
-        const parts = rest.split("\n");
-        rest = parts.pop()!;
-        parts.forEach(line);
-      }
-    };
-    const out = read(this.#child.stdout, (t) => this.lines.push(JSON.parse(t)));
-    const err = read(this.#child.stderr, (t) => this.logs.push(t));
-    this.done = Promise.all([out, err]).then(() => this.#child.status);
+    super(CLI, ["node", ...args], { permissions, stderr: "lines" });
   }
 
   /** The member name the process joined as, once joined. */
   get member(): string | undefined {
-    return this.lines.find((l) => l.event === "joined")?.member as
-      | string
-      | undefined;
-  }
-
-  /** Sends `signal` if it still runs, and waits for its end (SIGKILL after 10 s). */
-  async stop(signal: Deno.Signal): Promise<void> {
-    const send = (s: Deno.Signal) => {
-      try {
-        this.#child.kill(s);
-      } catch {
-        // Exited already.
-      }
-    };
-    send(signal);
-    const timer = setTimeout(() => send("SIGKILL"), 10_000);
-    await this.done;
-    clearTimeout(timer);
+    return this.find("joined")?.member as string | undefined;
   }
 }
 

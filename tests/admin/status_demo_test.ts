@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { readLines, stopChild } from "../_process.ts";
 
 const root = new URL("../../", import.meta.url);
 
@@ -48,17 +49,7 @@ Deno.test("cohort status against a running primary/backup demo prints the views 
     stderr: "piped",
   }).spawn();
   const lines: string[] = [];
-  const reading = (async () => {
-    let buffer = "";
-    for await (
-      const chunk of demo.stderr.pipeThrough(new TextDecoderStream())
-    ) {
-      buffer += chunk;
-      const parts = buffer.split("\n");
-      buffer = parts.pop()!;
-      lines.push(...parts);
-    }
-  })();
+  const reading = readLines(demo.stderr, (line) => lines.push(line));
   try {
     let command: RegExpExecArray | null = null;
     const deadline = Date.now() + 60_000;
@@ -119,16 +110,7 @@ Deno.test("cohort status against a running primary/backup demo prints the views 
       await Deno.remove(bad);
     }
   } finally {
-    demo.kill("SIGTERM");
-    const timer = setTimeout(() => {
-      try {
-        demo.kill("SIGKILL");
-      } catch {
-        // Gone already.
-      }
-    }, 15_000);
-    await demo.status;
-    clearTimeout(timer);
+    await stopChild(demo, "SIGTERM", 15_000);
     await reading;
   }
 });

@@ -1,6 +1,6 @@
 import { until } from "../_until.ts";
 import assert from "node:assert/strict";
-import { JsonLinesProcess, type Line } from "../groups/_json_process.ts";
+import { JsonLinesProcess, type Line } from "../_process.ts";
 import {
   freePorts,
   OracleProcesses,

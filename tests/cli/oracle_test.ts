@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { parseOracleArgs } from "../../oracle/_cli_oracle.ts";
 import { delay, freePorts, withTimeout } from "../oracle/_oracle_processes.ts";
+import { readLines } from "../_process.ts";
 
 const CLI = new URL("../../cli.ts", import.meta.url).pathname;
 const ROOT = new URL("../../", import.meta.url).pathname;
@@ -204,23 +205,12 @@ Deno.test("a running oracle replica logs oracle.listening, serves its admin endp
         }).spawn();
         const lines: Record<string, unknown>[] = [];
         const raw: string[] = [];
-        const reading = (async () => {
-          let rest = "";
-          for await (
-            const chunk of child.stderr.pipeThrough(new TextDecoderStream())
-          ) {
-            rest += chunk;
-            let nl: number;
-            while ((nl = rest.indexOf("\n")) >= 0) {
-              const line = rest.slice(0, nl);
-              rest = rest.slice(nl + 1);
-              raw.push(line);
-              try {
-                lines.push(JSON.parse(line));
-              } catch { /* kept in raw */ }
-            }
-          }
-        })();
+        const reading = readLines(child.stderr, (line) => {
+          raw.push(line);
+          try {
+            lines.push(JSON.parse(line));
+          } catch { /* kept in raw */ }
+        });
         const stdout = new Response(child.stdout).text();
         try {
           const deadline = performance.now() + 20_000;

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { startOracleGroup } from "../../oracle/server.ts";
 import { delay, freePorts, withTimeout } from "../oracle/_oracle_processes.ts";
-import { JsonLinesProcess } from "./_json_process.ts";
+import { JsonLinesProcess } from "../_process.ts";
 
 const SCRIPT = new URL("./_member_process.ts", import.meta.url).pathname;
 
