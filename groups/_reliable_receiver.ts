@@ -29,15 +29,17 @@ export class Receiver {
   }
 
   /**
-   * Holds the new messages of a DATA frame of sender `s`. Their payloads
-   * stay views of `frame` (the caller's own copy) when they make up at
-   * least a quarter of it, and are copied otherwise: a held message never
-   * keeps more than four times its size alive.
+   * Holds the new messages of a DATA frame of sender `s` (the frame is
+   * the transport's: only read during the call). When they make up at
+   * least a quarter of it, the frame is copied once and they are held as
+   * views of the copy; otherwise each is copied: a held message never
+   * keeps more than four times its size alive, and nothing is copied for
+   * duplicates.
    *
    * @param s The sender's index.
    * @param seqs The frame's seqs.
    * @param payloads The frame's payloads, views of `frame`.
-   * @param frame The whole frame, which the caller will not reuse.
+   * @param frame The whole frame.
    */
   holdFrame(
     s: number,
@@ -49,9 +51,17 @@ export class Receiver {
     for (let i = 0; i < seqs.length; i++) {
       if (this.#fits(s, seqs[i])) fresh += payloads[i].length;
     }
-    const copy = fresh * 4 < frame.length;
+    if (fresh * 4 < frame.length) {
+      for (let i = 0; i < seqs.length; i++) {
+        this.hold(s, seqs[i], payloads[i], true);
+      }
+      return;
+    }
+    const copy = frame.slice();
     for (let i = 0; i < seqs.length; i++) {
-      this.hold(s, seqs[i], payloads[i], copy);
+      const start = payloads[i].byteOffset - frame.byteOffset;
+      const view = copy.subarray(start, start + payloads[i].length);
+      this.hold(s, seqs[i], view, false);
     }
   }
 

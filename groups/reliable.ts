@@ -13,7 +13,7 @@
  */
 
 import type { Clock, TimerId } from "../runtime/clock.ts";
-import { decodeFrame, FrameWriter, KIND_DATA, MAX_SEQ } from "./_frame.ts";
+import { decodeFrame, FrameWriter, MAX_SEQ } from "./_frame.ts";
 import { AckMatrix } from "./_reliable_acks.ts";
 import { type ResolvedOptions, resolveOptions } from "./_reliable_options.ts";
 import { Receiver } from "./_reliable_receiver.ts";
@@ -125,6 +125,9 @@ export interface ReliableStats {
   unstableCount: number;
 }
 
+/** The counters that only grow: every stat but the held count. */
+export type ReliableCounters = Omit<ReliableStats, "unstableCount">;
+
 /** A held message, as {@linkcode ReliableMulticast.unstable} returns it. */
 export interface HeldMessage {
   /** Its sequence number. */
@@ -170,7 +173,7 @@ export class ReliableMulticast {
   readonly #acks: AckMatrix;
   readonly #stores: SeqStore[] = [];
   readonly #writer: FrameWriter;
-  readonly #counters: ReliableStats = {
+  readonly #counters: ReliableCounters = {
     sent: 0,
     delivered: 0,
     retransmitted: 0,
@@ -187,7 +190,6 @@ export class ReliableMulticast {
     heartbeatsSent: 0,
     sendRefused: 0,
     windowRefusals: 0,
-    unstableCount: 0,
   };
   readonly #sender: Sender;
   readonly #receiver: Receiver;
@@ -286,17 +288,13 @@ export class ReliableMulticast {
    * on bad input.
    *
    * @param from The peer the frame came from.
-   * @param frame The frame (only read during the call: a DATA frame is copied).
+   * @param frame The frame (only read during the call: what is held is copied).
    */
   receive(from: MemberId, frame: Uint8Array): void {
     if (this.#closed) return;
     const o = this.#o;
     const counters = this.#counters;
-    // A DATA frame is copied once: held payloads are views of the copy.
-    const bytes = frame.length <= o.maxFrameBytes && frame[2] === KIND_DATA
-      ? frame.slice()
-      : frame;
-    const result = decodeFrame(bytes, o.maxFrameBytes);
+    const result = decodeFrame(frame, o.maxFrameBytes);
     if (!result.ok) {
       counters.badFrames++;
       return;
@@ -333,7 +331,7 @@ export class ReliableMulticast {
     const after = acks.get(m, o.me);
     if (after > before) this.#sender.acked(m, after, now);
     if (f.kind === "data") {
-      this.#receiver.holdFrame(m, f.seqs, f.payloads, bytes);
+      this.#receiver.holdFrame(m, f.seqs, f.payloads, frame);
       this.#receiver.deliverFrom(m);
     } else if (f.kind === "nak") {
       counters.naksReceived++;
