@@ -357,11 +357,6 @@ export class FrameWriter {
     this.#view = new DataView(this.#buffer.buffer);
   }
 
-  /** The largest frame this writer writes. */
-  get maxFrameBytes(): number {
-    return this.#buffer.length;
-  }
-
   /** Messages in the DATA frame being written. */
   get messageCount(): number {
     return this.#count;

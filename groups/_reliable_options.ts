@@ -5,6 +5,7 @@
  */
 
 import { checkMaxFrameSize } from "../transport/frame.ts";
+import { positiveInteger } from "../transport/_options.ts";
 import {
   dataHeaderSize,
   headerSize,
@@ -97,12 +98,7 @@ export function resolveOptions(
       }: not a member of view ${viewId}`,
     );
   }
-  const window = options.window ?? 4096;
-  if (!Number.isInteger(window) || window < 1) {
-    throw new RangeError(
-      `Invalid window ${window}: must be a positive integer`,
-    );
-  }
+  const window = positiveInteger("window", options.window ?? 4096);
   const maxFrameBytes = checkMaxFrameSize(options.maxFrameBytes ?? 65_536);
   const n = members.length;
   const maxPayload = maxFrameBytes - dataHeaderSize(n) - MESSAGE_OVERHEAD;

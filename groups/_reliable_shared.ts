@@ -11,7 +11,7 @@ import type { FrameWriter } from "./_frame.ts";
 import type { AckMatrix } from "./_reliable_acks.ts";
 import type { ResolvedOptions } from "./_reliable_options.ts";
 import type { SeqStore } from "./_reliable_store.ts";
-import type { ReliableStats } from "./reliable.ts";
+import type { ReliableCounters } from "./reliable.ts";
 
 /** The state and actions shared by the sending, receiving and watching parts. */
 export interface Shared {
@@ -23,7 +23,7 @@ export interface Shared {
   readonly stores: readonly SeqStore[];
   /** Encodes every frame; a frame is valid until the next one is started. */
   readonly writer: FrameWriter;
-  readonly counters: ReliableStats;
+  readonly counters: ReliableCounters;
   /** Whether the instance was closed. */
   isClosed(): boolean;
   /** Hands a frame to member `m`, counting it as sent or refused. */

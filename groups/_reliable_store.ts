@@ -64,10 +64,9 @@ export class SeqStore {
    * Drops every seq at or below `seq` (garbage collection).
    *
    * @param seq The new base; lower values do nothing.
-   * @returns How many payloads were dropped.
    */
-  dropThrough(seq: number): number {
-    if (seq <= this.#base) return 0;
+  dropThrough(seq: number): void {
+    if (seq <= this.#base) return;
     const slots = this.#slots;
     const end = Math.min(seq, this.#top);
     let dropped = 0;
@@ -81,7 +80,6 @@ export class SeqStore {
     this.#size -= dropped;
     this.#base = seq;
     if (this.#top < seq) this.#top = seq;
-    return dropped;
   }
 
   #grow(span: number): void {

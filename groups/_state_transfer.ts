@@ -136,6 +136,11 @@ export class StateSender {
     return [...this.#joiners.keys()];
   }
 
+  /** Whether every joiner received everything (or left). */
+  get done(): boolean {
+    return this.#joiners.size === 0;
+  }
+
   /** An ack from `from`. */
   onAck(from: MemberId, next: number): void {
     const joiner = this.#joiners.get(from);

@@ -245,7 +245,7 @@ export class GroupEndpoint {
       send: (to, frame) => this.#send(to, tag, frame),
       deliver: (message) => callbacks.deliver(message),
       viewInstalled: (view) =>
-        callbacks.viewInstalled?.(view, member.status().awaitingState),
+        callbacks.viewInstalled?.(view, member.awaitingState),
       flushed: (viewId) =>
         quietly(client.flushed(group, viewId, name), "flushed"),
       suspect: (suspect, reason, viewId) =>

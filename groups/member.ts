@@ -569,6 +569,11 @@ export class GroupMember {
     this.#reliable.receive(from, frame);
   }
 
+  /** Whether this new member waits for its state (and holds deliveries meanwhile). */
+  get awaitingState(): boolean {
+    return this.#receiver !== undefined;
+  }
+
   /** A snapshot of the member's state. */
   status(): GroupMemberStatus {
     const reliable = this.#reliable?.stats();
@@ -580,7 +585,7 @@ export class GroupMember {
       delivered: this.#delivered,
       badFrames: this.#badFrames,
       excluded: this.#excluded,
-      awaitingState: this.#receiver !== undefined,
+      awaitingState: this.awaitingState,
       gbcastPending: this.#gbcast !== undefined,
       sent: totals.sent,
       retransmitted: totals.retransmitted,
@@ -728,7 +733,7 @@ export class GroupMember {
       for (const outbound of this.#senders) {
         if (outbound.sender.transfer !== frame.transfer) continue;
         outbound.sender.onAck(from, frame.next);
-        if (outbound.sender.pending.length === 0) this.#sentState(outbound);
+        if (outbound.sender.done) this.#sentState(outbound);
       }
       return;
     }
@@ -774,7 +779,7 @@ export class GroupMember {
    */
   #transferState(view: GroupView, joined: readonly MemberId[]): void {
     for (const { sender } of this.#senders) sender.keepOnly(view.members);
-    this.#senders = this.#senders.filter((s) => s.sender.pending.length > 0);
+    this.#senders = this.#senders.filter((s) => !s.sender.done);
     if (
       this.#options.state === undefined || !joined.includes(this.#options.me)
     ) {
