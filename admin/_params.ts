@@ -7,6 +7,7 @@
 
 import { z } from "zod";
 import { pathError } from "../oracle/path.ts";
+import { DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT } from "../oracle/commands.ts";
 
 /** A group, lock or channel path, as the Oracle accepts it. */
 const path = z.string().superRefine((value, ctx) => {
@@ -26,8 +27,8 @@ export const ListQuery = z.strictObject({
   after: path.optional(),
   limit: z.string().regex(/^[0-9]{1,4}$/, "limit must be an integer")
     .transform(Number)
-    .pipe(z.number().int().min(1).max(1000))
-    .default(100),
+    .pipe(z.number().int().min(1).max(MAX_LIST_LIMIT))
+    .default(DEFAULT_LIST_LIMIT),
 });
 
 /** The group path of `/v1/groups/{path}` (the URL's rest, with its leading slash). */

@@ -6,7 +6,12 @@
  * @module
  */
 
-import { type ListKind, MAX_GBCAST_DATA_LENGTH } from "./commands.ts";
+import {
+  LIST_KINDS,
+  type ListKind,
+  MAX_GBCAST_DATA_LENGTH,
+  MAX_LIST_LIMIT,
+} from "./commands.ts";
 
 /** The longest path the client sends, in UTF-16 code units. */
 export const MAX_PATH_LENGTH = 4096;
@@ -240,11 +245,6 @@ export function checkSessionIds(
   for (const id of value) checkName(`session id in ${what}`, id, maxLength);
   return value as string[];
 }
-
-/** What `list` can list. */
-const LIST_KINDS: readonly ListKind[] = ["locks", "channels", "groups"];
-/** The most entries one `list` may ask for. */
-export const MAX_LIST_LIMIT = 1000;
 
 /**
  * Checks what a `list` lists: `"locks"`, `"channels"` or `"groups"`.

@@ -20,7 +20,7 @@ import { isUnder } from "./path.ts";
 import type { ChannelStore } from "./_sm_channels.ts";
 import type { GroupTable } from "./_sm_groups.ts";
 import type { LockTable } from "./_sm_locks.ts";
-import { DEFAULT_LIST_LIMIT } from "./_sm_sessions.ts";
+import { DEFAULT_LIST_LIMIT } from "./commands.ts";
 
 /** The tables a `list` reads. */
 export interface ListTables {

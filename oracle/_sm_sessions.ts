@@ -7,7 +7,10 @@
  */
 
 import {
+  LIST_KINDS,
+  type ListKind,
   MAX_GBCAST_DATA_LENGTH,
+  MAX_LIST_LIMIT,
   type OpResult,
   type OracleErrorCode,
   type OracleErrorResult,
@@ -28,12 +31,6 @@ export const MAX_MEMBER_LENGTH = 256;
 export const MAX_REASON_LENGTH = 1_024;
 /** The most events one read returns. */
 export const MAX_READ_LIMIT = 1_000;
-/** The most entries one `list` returns. */
-export const MAX_LIST_LIMIT = 1_000;
-/** How many entries a `list` without `limit` returns. */
-export const DEFAULT_LIST_LIMIT = 100;
-/** What a `list` can list. */
-export const LIST_KINDS: readonly string[] = ["locks", "channels", "groups"];
 /** The longest Oracle group name in a delegation, in characters. */
 export const MAX_TREE_GROUP_LENGTH = 128;
 /** The most replicas a delegation names. */
@@ -265,7 +262,7 @@ export function checkReadOp(
           `Field "sessions" must be an array of 1 to ${MAX_ENDED_QUERY} session ids (strings)`,
         );
     case "list":
-      return (LIST_KINDS.includes(op.kind) ? undefined : fail(
+      return (LIST_KINDS.includes(op.kind as ListKind) ? undefined : fail(
         "invalid",
         `Field "kind" must be one of ${
           LIST_KINDS.map((k) => `"${k}"`).join(", ")

@@ -249,6 +249,13 @@ export interface EndedSessionsOp {
 /** What a {@linkcode ListOp} lists: `locks`, `channels` or `groups`. */
 export type ListKind = keyof ListEntries;
 
+/** What a `list` can list. */
+export const LIST_KINDS: readonly ListKind[] = ["locks", "channels", "groups"];
+/** The most entries one `list` returns. */
+export const MAX_LIST_LIMIT = 1_000;
+/** How many entries a `list` without `limit` returns. */
+export const DEFAULT_LIST_LIMIT = 100;
+
 /**
  * Lists the locks, channels or groups this Oracle group holds at or under
  * `prefix`, sorted by path (plain string order), one page at a time.

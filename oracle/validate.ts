@@ -26,14 +26,15 @@
 import { z } from "zod";
 import {
   type Json,
+  LIST_KINDS,
   MAX_GBCAST_DATA_LENGTH,
+  MAX_LIST_LIMIT,
   type OracleErrorResult,
 } from "./commands.ts";
 import { MAX_PATH_BYTES, pathError } from "./path.ts";
 import {
   BASE64,
   MAX_ENDED_QUERY,
-  MAX_LIST_LIMIT,
   MAX_MEMBER_LENGTH,
   MAX_READ_LIMIT,
   MAX_REASON_LENGTH,
@@ -151,7 +152,7 @@ const OPS = {
   }),
   list: z.strictObject({
     op: z.literal("list"),
-    kind: z.enum(["locks", "channels", "groups"]),
+    kind: z.enum(LIST_KINDS),
     prefix: path,
     after: path.optional(),
     limit: z.number().int().min(1).max(MAX_LIST_LIMIT).optional(),
