@@ -26,6 +26,7 @@ import { round } from "./_load.ts";
 import { startOracleGroup } from "../oracle/server.ts";
 import { delay, freePorts } from "../tests/oracle/_oracle_processes.ts";
 import { JsonLinesProcess as Member } from "../tests/_process.ts";
+import { until } from "../tests/_until.ts";
 
 const USAGE =
   "usage: deno task bench groups [--seconds=3] [--quick] [--strategies=fbcast,cbcast,abcast,gbcast]";
@@ -57,18 +58,6 @@ function startMembers(
       ...args(i),
     ])
   );
-}
-
-async function waitFor(
-  condition: () => boolean,
-  ms: number,
-  what: string,
-): Promise<void> {
-  const deadline = performance.now() + ms;
-  for (let i = 0; i < 1_000_000 && !condition(); i++) {
-    if (performance.now() > deadline) throw new Error(`timed out: ${what}`);
-    await delay(10);
-  }
 }
 
 /**
@@ -241,18 +230,20 @@ export async function main(args: string[]): Promise<number> {
       ]);
       running.push(...three);
       const views = (m: Member) => m.lines.filter((l) => l.event === "view");
-      await waitFor(
+      await until(
+        "a view of three",
         () => three.every((m) => views(m).at(-1)?.members === 3),
         30_000,
-        "a view of three",
+        10,
       );
       await delay(500);
       const killedAt = Date.now();
       void three[2].kill();
-      await waitFor(
+      await until(
+        "a view of two",
         () => three.slice(0, 2).every((m) => views(m).at(-1)?.members === 2),
         30_000,
-        "a view of two",
+        10,
       );
       const at = Math.max(
         ...three.slice(0, 2).map((m) => views(m).at(-1)!.at as number),
@@ -281,10 +272,11 @@ export async function main(args: string[]): Promise<number> {
         "64",
       ]);
       running.push(...first);
-      await waitFor(
+      await until(
+        "the first member's view",
         () => first[0].find("view") !== undefined,
         30_000,
-        "the first member's view",
+        10,
       );
       const joiner = startMembers(oracle.replicas, group, 1, () => [
         "--members",
@@ -295,10 +287,11 @@ export async function main(args: string[]): Promise<number> {
         "64",
       ]);
       running.push(...joiner);
-      await waitFor(
+      await until(
+        "the 64 MiB state",
         () => joiner[0].find("restored") !== undefined,
         120_000,
-        "the 64 MiB state",
+        10,
       );
       const restored = joiner[0].find("restored")!;
       const line = {

@@ -12,6 +12,7 @@ import { KvActor, Put } from "../../actors/_cli_actors.ts";
 import { startOracleGroup } from "../../oracle/server.ts";
 import { pollUntil, withChromium } from "./_browser.ts";
 import { JsonLinesProcess } from "../_process.ts";
+import { until } from "../_until.ts";
 
 const CLI = new URL("../../cli.ts", import.meta.url).pathname;
 const GROUP = "/apps/kv";
@@ -61,25 +62,22 @@ Deno.test("dashboard end to end: served by a cohort node process, it shows the g
   let sending = true;
   let sender: Promise<void> = Promise.resolve();
   try {
-    await pollUntil(
+    await until(
       "the watcher to join",
-      () => Promise.resolve(watcher.member),
-      Boolean,
+      () => watcher.member !== undefined,
       20_000,
     );
     victim = new NodeProcess(["--allow-net"], nodeArgs);
-    await pollUntil(
+    await until(
       "the victim to join",
-      () => Promise.resolve(victim!.member),
-      Boolean,
+      () => victim!.member !== undefined,
       20_000,
     );
     node = await Node.start({ oracle: oracle.replicas });
     const here = await node.join(GROUP, new KvActor(), { label: "test" });
-    await pollUntil(
-      "a view of three",
-      () => Promise.resolve(here.view?.members.length),
-      (n) => n === 3,
+    await until(
+      () => `a view of three; last seen: ${here.view?.members.length}`,
+      () => here.view?.members.length === 3,
       20_000,
     );
     await (await node.oracleClient()).lock("/locks/kv/compaction");

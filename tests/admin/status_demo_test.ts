@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { readLines, stopChild } from "../_process.ts";
+import { until } from "../_until.ts";
 
 const root = new URL("../../", import.meta.url);
 
@@ -51,20 +52,15 @@ Deno.test("cohort status against a running primary/backup demo prints the views 
   const lines: string[] = [];
   const reading = readLines(demo.stderr, (line) => lines.push(line));
   try {
-    let command: RegExpExecArray | null = null;
-    const deadline = Date.now() + 60_000;
-    for (let i = 0; i < 3_000 && command === null; i++) {
-      assert.ok(
-        Date.now() < deadline,
-        `no status line from the demo:\n${lines.join("\n")}`,
-      );
-      command = lines.map((l) =>
-        / status --url (\S+) --token-file (\S+)$/.exec(l)
-      )
-        .find((m) => m !== null) ?? null;
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    const [, url, tokenFile] = command!;
+    const command = () =>
+      lines.map((l) => / status --url (\S+) --token-file (\S+)$/.exec(l))
+        .find((m) => m !== null);
+    await until(
+      () => `a status line from the demo:\n${lines.join("\n")}`,
+      () => command() !== undefined,
+      60_000,
+    );
+    const [, url, tokenFile] = command()!;
 
     const table = await status(["--url", url, "--token-file", tokenFile]);
     assert.equal(table.code, 0, table.stderr);

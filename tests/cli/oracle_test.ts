@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { parseOracleArgs } from "../../oracle/_cli_oracle.ts";
-import { delay, freePorts, withTimeout } from "../oracle/_oracle_processes.ts";
+import { freePorts, withTimeout } from "../oracle/_oracle_processes.ts";
 import { readLines } from "../_process.ts";
+import { until } from "../_until.ts";
 
 const CLI = new URL("../../cli.ts", import.meta.url).pathname;
 const ROOT = new URL("../../", import.meta.url).pathname;
@@ -213,25 +214,22 @@ Deno.test("a running oracle replica logs oracle.listening, serves its admin endp
         });
         const stdout = new Response(child.stdout).text();
         try {
-          const deadline = performance.now() + 20_000;
-          while (!lines.some((l) => l.event === "oracle.listening")) {
-            assert.ok(
-              performance.now() < deadline,
-              `no oracle.listening line:\n${raw.join("\n")}`,
-            );
-            await delay(20);
-          }
+          await until(
+            () => `an oracle.listening line:\n${raw.join("\n")}`,
+            () => lines.some((l) => l.event === "oracle.listening"),
+            20_000,
+          );
           const listening = lines.find((l) => l.event === "oracle.listening")!;
           assert.equal(listening.address, `127.0.0.1:${port}`);
           assert.equal(listening.level, "info");
           assert.equal(typeof listening.ts, "string");
           if (admin.length > 0) {
             const url = `http://127.0.0.1:${adminPort}/`;
-            for (let i = 0; i < 1_000; i++) {
-              if (lines.some((l) => l.event === "admin.listening")) break;
-              assert.ok(performance.now() < deadline, raw.join("\n"));
-              await delay(20);
-            }
+            await until(
+              () => `an admin.listening line:\n${raw.join("\n")}`,
+              () => lines.some((l) => l.event === "admin.listening"),
+              20_000,
+            );
             assert.equal(
               lines.find((l) => l.event === "admin.listening")?.url,
               url,

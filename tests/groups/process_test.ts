@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { startOracleGroup } from "../../oracle/server.ts";
-import { delay, freePorts, withTimeout } from "../oracle/_oracle_processes.ts";
+import { freePorts, withTimeout } from "../oracle/_oracle_processes.ts";
 import { JsonLinesProcess } from "../_process.ts";
+import { until } from "../_until.ts";
 
 const SCRIPT = new URL("./_member_process.ts", import.meta.url).pathname;
 
@@ -19,20 +20,6 @@ class MemberProcess extends JsonLinesProcess {
       byView.set(v, [...byView.get(v) ?? [], l.id as string]);
     }
     return byView;
-  }
-}
-
-async function until(
-  condition: () => boolean,
-  ms: number,
-  what: () => string,
-): Promise<void> {
-  const deadline = performance.now() + ms;
-  for (let i = 0; i < 100_000 && !condition(); i++) {
-    if (performance.now() > deadline) {
-      throw new Error(`Timed out after ${ms} ms waiting for ${what()}`);
-    }
-    await delay(20);
   }
 }
 
@@ -86,32 +73,32 @@ async function killMidStream(
       start("c", ports[2], 2000),
     ];
     await until(
+      () => `a view of three: ${three.map((p) => JSON.stringify(lastView(p)))}`,
       () => three.every((p) => lastView(p)?.members.length === 3),
       30_000,
-      () => `a view of three: ${three.map((p) => JSON.stringify(lastView(p)))}`,
     );
     const name = (p: MemberProcess) => p.events("joined")[0]?.name as string;
     const killed = victim(lastView(three[0])!.members);
     const dead = three.find((p) => name(p) === killed)!;
     const [x, y] = three.filter((p) => p !== dead);
     await until(
+      () => `${killed} to deliver 400 messages`,
       () => dead.events("deliver").length >= 400,
       30_000,
-      () => `${killed} to deliver 400 messages`,
     );
     await dead.kill("SIGKILL");
     const killedIn = lastView(x)!.viewId;
     await until(
+      () =>
+        `a view without ${killed}: ${
+          [x, y].map((p) => JSON.stringify(lastView(p)))
+        }`,
       () =>
         [x, y].every((p) => {
           const v = lastView(p)!;
           return v.viewId > killedIn && !v.members.includes(killed);
         }),
       30_000,
-      () =>
-        `a view without ${killed}: ${
-          [x, y].map((p) => JSON.stringify(lastView(p)))
-        }`,
     );
     const [dx, dy] = [x.deliveries(), y.deliveries()];
     const installed = (p: MemberProcess) =>
@@ -174,9 +161,9 @@ async function killMidStream(
     // A new member joins and restores the state the others have at its view.
     const d = start("d", ports[3], 0);
     await until(
+      () => `d to restore its state: ${JSON.stringify(d.lines.slice(-3))}`,
       () => d.events("state").length > 0,
       30_000,
-      () => `d to restore its state: ${JSON.stringify(d.lines.slice(-3))}`,
     );
     const restored = d.events("state")[0];
     const at = restored.viewId as number;
