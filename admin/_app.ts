@@ -14,6 +14,7 @@
 
 import { Hono } from "hono";
 import type { Context } from "hono";
+import { bodyLimit } from "hono/body-limit";
 import { streamSSE } from "hono/streaming";
 import type { z } from "zod";
 import { OracleError } from "../oracle/client.ts";
@@ -37,7 +38,7 @@ import type {
   AdminOracle,
   AdminSource,
 } from "./_source.ts";
-import type { ListedLock } from "../oracle/commands.ts";
+import { DEFAULT_LIST_LIMIT, type ListedLock } from "../oracle/commands.ts";
 
 /** Options of {@linkcode adminApp}. */
 export interface AdminAppOptions {
@@ -71,7 +72,7 @@ export interface AdminSnapshot {
   readonly groups: readonly AdminGroup[];
   /** The Oracle, or `null` if it could not be read. */
   readonly oracle: AdminOracle | null;
-  /** The first 100 held locks, or `[]` if they could not be read. */
+  /** The first held locks (a default `list` page), or `[]` if they could not be read. */
   readonly locks: readonly ListedLock[];
 }
 
@@ -100,6 +101,15 @@ export function adminApp(
   };
   let inflight = 0;
   let streams = 0;
+  /** The last snapshot, serialized, and when it was taken: every stream sends it. */
+  let shared: { at: number; data: Promise<string> } | undefined;
+  const latest = (): Promise<string> => {
+    const now = performance.now();
+    if (shared === undefined || now - shared.at >= options.snapshotMs / 2) {
+      shared = { at: now, data: snapshot(source).then(JSON.stringify) };
+    }
+    return shared.data;
+  };
   const app = new Hono();
 
   app.use("*", async (c, next) => {
@@ -138,6 +148,15 @@ export function adminApp(
     }
     await next();
   });
+
+  app.use(
+    "/v1/actions/*",
+    bodyLimit({
+      maxSize: MAX_BODY_BYTES,
+      onError: (c) =>
+        refuse(c, "too_large", 413, `Body over ${MAX_BODY_BYTES} bytes`),
+    }),
+  );
 
   app.get("/v1/health", (c) => c.json({ status: "ok" }));
   app.get("/", (c) => c.html(DASHBOARD_HTML));
@@ -218,15 +237,8 @@ export function adminApp(
     streams++;
     return streamSSE(c, async (stream) => {
       try {
-        for (
-          let i = 0;
-          !stream.aborted && !stream.closed && !options.signal.aborted;
-          i++
-        ) {
-          await stream.writeSSE({
-            event: "snapshot",
-            data: JSON.stringify(await snapshot(source)),
-          });
+        while (!stream.aborted && !stream.closed && !options.signal.aborted) {
+          await stream.writeSSE({ event: "snapshot", data: await latest() });
           await sleep(options.snapshotMs, options.signal);
         }
       } finally {
@@ -268,17 +280,9 @@ export function adminApp(
         "Send the body as application/json",
       );
     }
-    const declared = Number(c.req.header("content-length") ?? "0");
-    if (declared > MAX_BODY_BYTES) {
-      return refuse(c, "too_large", 413, `Body over ${MAX_BODY_BYTES} bytes`);
-    }
-    const text = await readCapped(c.req.raw, MAX_BODY_BYTES);
-    if (text === undefined) {
-      return refuse(c, "too_large", 413, `Body over ${MAX_BODY_BYTES} bytes`);
-    }
     let json: unknown;
     try {
-      json = JSON.parse(text);
+      json = JSON.parse(await c.req.text());
     } catch {
       return errorResponse(c, 400, "invalid", "The body is not valid JSON");
     }
@@ -288,11 +292,14 @@ export function adminApp(
 }
 
 /** The dashboard's snapshot: everything at once; the Oracle's parts are `null`/`[]` when it cannot be read. */
-export async function snapshot(source: AdminSource): Promise<AdminSnapshot> {
+async function snapshot(source: AdminSource): Promise<AdminSnapshot> {
   const [node, oracle, locks] = await Promise.all([
     source.node(),
     source.oracle().catch(() => null),
-    source.list("locks", "/", undefined, 100).then((p) => p.items, () => []),
+    source.list("locks", "/", undefined, DEFAULT_LIST_LIMIT).then(
+      (p) => p.items,
+      () => [],
+    ),
   ]);
   return { node, groups: source.groups(), oracle, locks };
 }
@@ -332,34 +339,6 @@ function decodePath(raw: string): string {
   } catch {
     return raw;
   }
-}
-
-/** Reads at most `max` bytes of the body; `undefined` if it is longer. */
-async function readCapped(
-  request: Request,
-  max: number,
-): Promise<string | undefined> {
-  const reader = request.body?.getReader();
-  if (reader === undefined) return "";
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for (let i = 0; i < 10_000; i++) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.length;
-    if (size > max) {
-      await reader.cancel();
-      return undefined;
-    }
-    chunks.push(value);
-  }
-  const bytes = new Uint8Array(size);
-  let at = 0;
-  for (const chunk of chunks) {
-    bytes.set(chunk, at);
-    at += chunk.length;
-  }
-  return new TextDecoder().decode(bytes);
 }
 
 /** The HTTP status of an Oracle error. */
