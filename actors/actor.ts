@@ -50,6 +50,24 @@ export const ORDERINGS: readonly Ordering[] = [
   "gbcast",
 ];
 
+/**
+ * Checks an ordering's name.
+ *
+ * @param order The name given.
+ * @returns It, as an {@linkcode Ordering}.
+ * @throws {RangeError} if it is none of {@linkcode ORDERINGS}.
+ */
+export function checkOrdering(order: unknown): Ordering {
+  if (!ORDERINGS.includes(order as Ordering)) {
+    throw new RangeError(
+      `Invalid order ${JSON.stringify(order)}: use one of ${
+        ORDERINGS.join(", ")
+      }`,
+    );
+  }
+  return order as Ordering;
+}
+
 /** A group view as an actor sees it. */
 export interface View {
   /** The view's id; views come in increasing order. */
@@ -185,14 +203,7 @@ export function handler<S extends Schema>(
       "handler() takes a Standard Schema (a zod 4 schema, for example)",
     );
   }
-  const order = options?.order ?? "fbcast";
-  if (!ORDERINGS.includes(order)) {
-    throw new RangeError(
-      `Invalid order ${JSON.stringify(order)}: use one of ${
-        ORDERINGS.join(", ")
-      }`,
-    );
-  }
+  const order = checkOrdering(options?.order ?? "fbcast");
   return (_method, context) => {
     checkContext("@handler", context);
     own<HandlerEntry>(context.metadata as Metadata, HANDLERS).push({

@@ -13,12 +13,12 @@ import type { Logger } from "../runtime/log.ts";
 import { type Clock, SystemClock, type TimerId } from "../runtime/clock.ts";
 import {
   type Actor,
+  checkOrdering,
   type DispatchTable,
   dispatchTable,
   type HandlerEntry,
   type MessageContext,
   type Ordering,
-  ORDERINGS,
   type View,
 } from "./actor.ts";
 import {
@@ -539,7 +539,6 @@ export class GroupHandle<A extends Actor<unknown>> {
     message: InferInput<S>,
   ): boolean {
     const entry = this.#prepare(schema, message);
-    const bytes = encodeEnvelope({ h: entry.name, m: message });
     if (member === this.me) {
       this.#dispatch(
         { h: entry.name, m: message },
@@ -549,6 +548,7 @@ export class GroupHandle<A extends Actor<unknown>> {
       );
       return true;
     }
+    const bytes = encodeEnvelope({ h: entry.name, m: message });
     const sent = this.#engine?.sendDirect(member, bytes) ?? false;
     if (sent) this.#stats.sent++;
     return sent;
@@ -580,16 +580,9 @@ export class GroupHandle<A extends Actor<unknown>> {
     return entry;
   }
 
+  /** The ordering of a send: the handler's (checked when declared), or `order`, checked. */
   #order(entry: HandlerEntry, order: Ordering | undefined): Ordering {
-    const chosen = order ?? entry.order;
-    if (!ORDERINGS.includes(chosen)) {
-      throw new RangeError(
-        `Invalid order ${JSON.stringify(chosen)}: use one of ${
-          ORDERINGS.join(", ")
-        }`,
-      );
-    }
-    return chosen;
+    return order === undefined ? entry.order : checkOrdering(order);
   }
 
   async #multicast(bytes: Uint8Array, order: Ordering): Promise<void> {
