@@ -7,6 +7,7 @@
 
 import { z } from "zod";
 import { pathError } from "../oracle/path.ts";
+import { MAX_MEMBER_LENGTH } from "../oracle/_sm_sessions.ts";
 import { DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT } from "../oracle/commands.ts";
 
 /** A group, lock or channel path, as the Oracle accepts it. */
@@ -40,7 +41,7 @@ export const LeaveBody = z.strictObject({ group: path });
 /** The body of `POST /v1/actions/exclude`. */
 export const ExcludeBody = z.strictObject({
   group: path,
-  member: z.string().min(1).max(256),
+  member: z.string().min(1).max(MAX_MEMBER_LENGTH),
   reason: z.string().max(256).default("excluded by an operator"),
 });
 

@@ -95,7 +95,7 @@ export const MAX_GBCAST_BYTES = (MAX_GBCAST_DATA_LENGTH / 4) * 3;
  * @throws {TypeError} if it is not a `Uint8Array`.
  * @throws {RangeError} if it is larger than {@linkcode MAX_GBCAST_BYTES}.
  */
-export function checkGbcastPayload(payload: unknown): Uint8Array {
+function checkGbcastPayload(payload: unknown): Uint8Array {
   if (!(payload instanceof Uint8Array)) {
     throw new TypeError(
       `Invalid gbcast payload ${String(payload)}: must be a Uint8Array`,
@@ -294,4 +294,25 @@ export function checkListArgs(
   checkPath("list prefix", prefix);
   if (options.after !== undefined) checkPath("list cursor", options.after);
   if (options.limit !== undefined) checkListLimit(options.limit);
+}
+
+/**
+ * Checks the arguments of a `gbcast`: the group's path, the member's
+ * name, its sequence number (from 1) and the payload.
+ *
+ * @returns The payload.
+ * @throws {TypeError} naming the argument, if one has the wrong type or form.
+ * @throws {RangeError} if `seq` is not a positive integer or the payload
+ * is larger than {@linkcode MAX_GBCAST_BYTES}.
+ */
+export function checkGbcastArgs(
+  group: unknown,
+  member: unknown,
+  seq: unknown,
+  payload: unknown,
+): Uint8Array {
+  checkPath("group", group);
+  checkName("member", member);
+  checkInteger("seq", seq, 1);
+  return checkGbcastPayload(payload);
 }

@@ -33,7 +33,7 @@ export interface ListTables {
  * The paths at or under `prefix` that sort strictly after `after`, sorted,
  * at most `limit` of them; `next` is the last one's path when more match.
  */
-export function pageOf(
+function pageOf(
   paths: Iterable<string>,
   prefix: string,
   after: string | undefined,
@@ -45,7 +45,7 @@ export function pageOf(
       matches.push(path);
     }
   }
-  matches.sort((a, b) => a < b ? -1 : a > b ? 1 : 0);
+  matches.sort(); // plain string order
   if (matches.length <= limit) return { paths: matches, next: null };
   const page = matches.slice(0, limit);
   return { paths: page, next: page[page.length - 1] };

@@ -51,7 +51,7 @@ import type {
 } from "./commands.ts";
 import {
   checkDuration,
-  checkGbcastPayload,
+  checkGbcastArgs,
   checkInteger,
   checkJson,
   checkListArgs,
@@ -1080,7 +1080,9 @@ export class OracleClient {
    * @param member The sending member, in the installed view.
    * @param seq The sender's number for it, above its last (a retry keeps it).
    * @param payload At most 12,288 bytes.
-   * @returns The id of the view proposed (or to be proposed) with it.
+   * @returns The id of the view proposed with it; when it waits behind the
+   * proposal in flight (or is a retry), the earliest view id it can end:
+   * a hint only, since changes queued ahead of it push it later.
    * @throws {TypeError} if an argument has the wrong type.
    * @throws {RangeError} if `seq` is not a positive integer or `payload` is too large.
    * @throws {OracleError} `membership` if `member` is not in the installed
@@ -1093,10 +1095,7 @@ export class OracleClient {
     seq: number,
     payload: Uint8Array,
   ): Promise<{ viewId: number }> {
-    checkPath("group", group);
-    checkName("member", member);
-    checkInteger("seq", seq, 1);
-    const data = toBase64(checkGbcastPayload(payload));
+    const data = toBase64(checkGbcastArgs(group, member, seq, payload));
     return await this.#request(
       { op: "gbcast", group, member, seq, data },
       `gbcast from ${JSON.stringify(member)} to ${JSON.stringify(group)}`,

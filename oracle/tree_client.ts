@@ -52,7 +52,7 @@ import {
   type Subscription,
 } from "./client.ts";
 import {
-  checkGbcastPayload,
+  checkGbcastArgs,
   checkInteger,
   checkJson,
   checkListArgs,
@@ -754,7 +754,9 @@ export class OracleTreeClient {
    * @param member The sending member, in the installed view.
    * @param seq The sender's number for it, above its last (a retry keeps it).
    * @param payload At most 12,288 bytes.
-   * @returns The id of the view proposed (or to be proposed) with it.
+   * @returns The id of the view proposed with it; when it waits behind the
+   * proposal in flight (or is a retry), the earliest view id it can end:
+   * a hint only, since changes queued ahead of it push it later.
    * @throws {TypeError} if an argument has the wrong type.
    * @throws {RangeError} if `seq` is not a positive integer or `payload` is too large.
    * @throws {OracleError} `membership` if `member` is not in the installed
@@ -766,10 +768,7 @@ export class OracleTreeClient {
     seq: number,
     payload: Uint8Array,
   ): Promise<{ viewId: number }> {
-    checkPath("group", group);
-    checkName("member", member);
-    checkInteger("seq", seq, 1);
-    checkGbcastPayload(payload);
+    checkGbcastArgs(group, member, seq, payload);
     return await this.#call(
       group,
       `gbcast from ${JSON.stringify(member)} to ${JSON.stringify(group)}`,
