@@ -44,6 +44,7 @@ import {
   startOracleGroup,
 } from "../oracle/server.ts";
 import { OracleClient } from "../oracle/client.ts";
+import { OnFirstUse } from "../runtime/_on_first_use.ts";
 import type { OracleReplicaStatus } from "../oracle/replica.ts";
 import { type Logger, silentLogger } from "../runtime/log.ts";
 import type { Actor } from "./actor.ts";
@@ -127,7 +128,14 @@ export class Node {
   /** When the node started, ms since the epoch. */
   readonly startedAt: number = Date.now();
   /** The node's own Oracle session for inspection and admin actions, opened on first use. */
-  #adminClient: Promise<OracleClient> | undefined;
+  readonly #adminClient = new OnFirstUse(() =>
+    OracleClient.connect({
+      replicas: this.oracle,
+      secret: this.#options.secret,
+      sessionTtlMs: this.#options.sessionTtlMs,
+      logger: this.#options.logger,
+    })
+  );
   #closing: Promise<void> | undefined;
 
   private constructor(
@@ -263,20 +271,7 @@ export class Node {
     if (this.#closing !== undefined) {
       return Promise.reject(new TypeError("This node is closed"));
     }
-    if (this.#adminClient === undefined) {
-      const client = OracleClient.connect({
-        replicas: this.oracle,
-        secret: this.#options.secret,
-        sessionTtlMs: this.#options.sessionTtlMs,
-        logger: this.#options.logger,
-      });
-      this.#adminClient = client;
-      // A failed connect is forgotten: the next call tries again.
-      client.catch(() => {
-        if (this.#adminClient === client) this.#adminClient = undefined;
-      });
-    }
-    return this.#adminClient;
+    return this.#adminClient.get();
   }
 
   /**
@@ -293,8 +288,7 @@ export class Node {
       for (const e of endpoints) {
         if (e.status === "fulfilled") await e.value.close();
       }
-      const admin = await this.#adminClient?.catch(() => undefined);
-      await admin?.close();
+      await (await this.#adminClient.started())?.close();
       await this.#ownOracle?.stop();
     })();
     return this.#closing;

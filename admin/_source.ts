@@ -18,6 +18,7 @@ import type {
 } from "../oracle/commands.ts";
 import type { OracleReplicaStatus } from "../oracle/replica.ts";
 import type { OracleServer } from "../oracle/server.ts";
+import { OnFirstUse } from "../runtime/_on_first_use.ts";
 import type { StateTransferRecord } from "../groups/_member_history.ts";
 import type { GroupDriverStatus } from "../groups/driver.ts";
 import { VERSION } from "./_version.ts";
@@ -219,7 +220,7 @@ export function replicaSource(
   options: ReplicaSourceOptions,
 ): AdminSource {
   const startedAt = Date.now();
-  let client: Promise<OracleClient> | undefined;
+  const client = new OnFirstUse(options.connect);
   return {
     node() {
       const status = server.status();
@@ -260,19 +261,10 @@ export function replicaSource(
     },
     leave: () => Promise.resolve(false),
     async exclude(path, member, reason) {
-      if (client === undefined) {
-        const opening = options.connect();
-        client = opening;
-        // A failed connect is forgotten: the next action tries again.
-        opening.catch(() => {
-          if (client === opening) client = undefined;
-        });
-      }
-      return await (await client).remove(path, member, reason);
+      return await (await client.get()).remove(path, member, reason);
     },
     async close() {
-      const open = await client?.catch(() => undefined);
-      await open?.close();
+      await (await client.started())?.close();
     },
   };
 }
