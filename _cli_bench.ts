@@ -6,7 +6,7 @@
  * @module
  */
 
-import { runScript } from "./_cli_script.ts";
+import { runScript, SCRIPT_PERMISSIONS } from "./_cli_script.ts";
 import { parseCommandArgs } from "./_cli_usage.ts";
 
 /** The benchmarks of `bench/main.ts`, with their options. */
@@ -39,15 +39,6 @@ export interface BenchCliConfig {
   /** Its arguments, passed on as they are. */
   args: string[];
 }
-
-/** The permissions of `deno task bench`. */
-const BENCH_PERMISSIONS: readonly string[] = [
-  "--allow-net=127.0.0.1",
-  "--allow-read",
-  "--allow-write",
-  "--allow-run",
-  "--allow-env",
-];
 
 /**
  * Parses the arguments of the `bench` command: a benchmark's name, then
@@ -104,6 +95,6 @@ export async function main(args: string[]): Promise<number> {
   return await runScript([name, ...rest], {
     command: "bench",
     script: new URL("./bench/main.ts", import.meta.url),
-    permissions: BENCH_PERMISSIONS,
+    permissions: SCRIPT_PERMISSIONS,
   });
 }

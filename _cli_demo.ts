@@ -8,7 +8,7 @@
 
 import { parseArgs } from "node:util";
 import { parseNumber } from "./_cli_args.ts";
-import { runScript } from "./_cli_script.ts";
+import { runScript, SCRIPT_PERMISSIONS } from "./_cli_script.ts";
 import { parseCommandArgs } from "./_cli_usage.ts";
 
 const DEFAULT_SECONDS = 6;
@@ -50,15 +50,6 @@ export interface DemoCliConfig {
   /** How long the cluster stays up after the result, in seconds. */
   hold: number;
 }
-
-/** The permissions of `deno task demo`. */
-const DEMO_PERMISSIONS: readonly string[] = [
-  "--allow-net=127.0.0.1",
-  "--allow-read",
-  "--allow-write",
-  "--allow-run",
-  "--allow-env",
-];
 
 /**
  * Parses the arguments of the `demo` command.
@@ -140,7 +131,7 @@ export async function main(args: string[]): Promise<number> {
     {
       command: "demo",
       script: new URL("./examples/primary_backup/demo.ts", import.meta.url),
-      permissions: DEMO_PERMISSIONS,
+      permissions: SCRIPT_PERMISSIONS,
     },
   );
 }

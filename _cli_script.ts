@@ -12,6 +12,18 @@
 
 import { fileURLToPath } from "node:url";
 
+/**
+ * The `deno run` permission flags of the scripts `cohort demo` and `cohort
+ * bench` run, as their `deno.json` tasks (`demo`, `bench`) have them.
+ */
+export const SCRIPT_PERMISSIONS: readonly string[] = [
+  "--allow-net=127.0.0.1",
+  "--allow-read",
+  "--allow-write",
+  "--allow-run",
+  "--allow-env",
+];
+
 /** What to run, and how. */
 export interface ScriptSpec {
   /** The command's name, for messages (`cohort <name>: ...`). */

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { SCRIPT_PERMISSIONS } from "../../_cli_script.ts";
 import { readLines, stopChild } from "../_process.ts";
 import { until } from "../_until.ts";
 
@@ -32,11 +33,7 @@ Deno.test("cohort status against a running primary/backup demo prints the views 
   const demo = new Deno.Command(Deno.execPath(), {
     args: [
       "run",
-      "--allow-net=127.0.0.1",
-      "--allow-read",
-      "--allow-write",
-      "--allow-run",
-      "--allow-env",
+      ...SCRIPT_PERMISSIONS,
       new URL("examples/primary_backup/demo.ts", root).pathname,
       "--seconds",
       "3",

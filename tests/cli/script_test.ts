@@ -1,7 +1,11 @@
 import assert from "node:assert/strict";
 import { BENCH_USAGE, parseBenchArgs } from "../../_cli_bench.ts";
 import { parseDemoArgs } from "../../_cli_demo.ts";
-import { missingScript, runScript } from "../../_cli_script.ts";
+import {
+  missingScript,
+  runScript,
+  SCRIPT_PERMISSIONS,
+} from "../../_cli_script.ts";
 import { withTimeout } from "../oracle/_oracle_processes.ts";
 import { capture } from "./_capture.ts";
 
@@ -91,6 +95,19 @@ Deno.test("cohort bench knows every benchmark of bench/main.ts and its options",
     const options = lines.find((l) => l.startsWith(`  ${name} `));
     assert.ok(options !== undefined, `bench/main.ts usage of ${name}`);
     assert.ok(BENCH_USAGE.includes(options), `cohort bench usage of ${name}`);
+  }
+});
+
+Deno.test("cohort demo and cohort bench run their scripts with the permissions of the deno.json demo and bench tasks", async () => {
+  const config = JSON.parse(
+    await Deno.readTextFile(new URL("deno.json", ROOT)),
+  );
+  for (const [task, script] of [["demo", "examples/"], ["bench", "bench/"]]) {
+    const words = (config.tasks[task] as string).split(/\s+/);
+    const run = words.indexOf("run");
+    const end = words.findIndex((w) => w.startsWith(script));
+    assert.ok(run >= 0 && end > run, config.tasks[task]);
+    assert.deepEqual(words.slice(run + 1, end), SCRIPT_PERMISSIONS, task);
   }
 });
 

@@ -6,6 +6,7 @@
  */
 
 import assert from "node:assert/strict";
+import { SCRIPT_PERMISSIONS } from "../../_cli_script.ts";
 
 /**
  * Runs `examples/<name>.ts` with `args`; asserts it exits 0.
@@ -18,16 +19,7 @@ export async function runExample(
 ): Promise<{ result: Record<string, unknown>; stderr: string }> {
   const path = new URL(`../../examples/${name}.ts`, import.meta.url).pathname;
   const output = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--allow-net=127.0.0.1",
-      "--allow-read",
-      "--allow-write",
-      "--allow-run",
-      "--allow-env",
-      path,
-      ...args,
-    ],
+    args: ["run", ...SCRIPT_PERMISSIONS, path, ...args],
     stdout: "piped",
     stderr: "piped",
   }).output();
