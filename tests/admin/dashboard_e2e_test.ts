@@ -13,6 +13,7 @@ import { startOracleGroup } from "../../oracle/server.ts";
 import { pollUntil, withChromium } from "./_browser.ts";
 import { JsonLinesProcess } from "../_process.ts";
 import { until } from "../_until.ts";
+import { freePorts } from "../oracle/_oracle_processes.ts";
 
 const CLI = new URL("../../cli.ts", import.meta.url).pathname;
 const GROUP = "/apps/kv";
@@ -29,13 +30,6 @@ class NodeProcess extends JsonLinesProcess {
   }
 }
 
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
-}
-
 Deno.test("dashboard end to end: served by a cohort node process, it shows the group, then the view without a member SIGKILLed", async () => {
   const oracle = await startOracleGroup({ size: 1 });
   const oracleList = Object.entries(oracle.replicas).map(([id, a]) =>
@@ -45,7 +39,7 @@ Deno.test("dashboard end to end: served by a cohort node process, it shows the g
   const tokenFile = `${dir}/admin-token`;
   const token = crypto.randomUUID();
   await Deno.writeTextFile(tokenFile, token + "\n");
-  const adminPort = freePort();
+  const [adminPort] = freePorts(1);
   const nodeArgs = ["--actor", "kv", "--group", GROUP, "--oracle", oracleList];
   const watcher = new NodeProcess(
     ["--allow-net", `--allow-read=${tokenFile}`],

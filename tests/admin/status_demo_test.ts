@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { SCRIPT_PERMISSIONS } from "../../_cli_script.ts";
 import { readLines, stopChild } from "../_process.ts";
 import { until } from "../_until.ts";
+import { freePorts } from "../oracle/_oracle_processes.ts";
 
 const root = new URL("../../", import.meta.url);
 
@@ -122,9 +123,7 @@ Deno.test("cohort status: usage errors exit 2 with one line and the usage; an en
   const help = await status(["--help"]);
   assert.equal(help.code, 0);
   assert.match(help.stdout, /usage: cohort status/);
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
+  const [port] = freePorts(1);
   const gone = await status(["--url", `http://127.0.0.1:${port}/`]);
   assert.equal(gone.code, 1);
   assert.match(gone.stderr, /^cohort status: Cannot reach/);
