@@ -3,31 +3,20 @@ import { SCRIPT_PERMISSIONS } from "../../_cli_script.ts";
 import { readLines, stopChild } from "../_process.ts";
 import { until } from "../_until.ts";
 import { freePorts } from "../oracle/_oracle_processes.ts";
+import { type DenoOutput, runDeno } from "../cli/_capture.ts";
 
 const root = new URL("../../", import.meta.url);
 
 /** Runs `cli.ts status` with `args`; returns its exit code and output. */
-async function status(args: string[]) {
-  const output = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--allow-net=127.0.0.1",
-      "--allow-read",
-      "--allow-env",
-      new URL("cli.ts", root).pathname,
-      "status",
-      ...args,
-    ],
-    stdout: "piped",
-    stderr: "piped",
-    signal: AbortSignal.timeout(30_000),
-  }).output();
-  const decode = (b: Uint8Array) => new TextDecoder().decode(b);
-  return {
-    code: output.code,
-    stdout: decode(output.stdout),
-    stderr: decode(output.stderr),
-  };
+function status(args: string[]): Promise<DenoOutput> {
+  return runDeno([
+    "--allow-net=127.0.0.1",
+    "--allow-read",
+    "--allow-env",
+    new URL("cli.ts", root).pathname,
+    "status",
+    ...args,
+  ]);
 }
 
 Deno.test("cohort status against a running primary/backup demo prints the views and the Oracle leader", async () => {

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { parseOracleArgs } from "../../oracle/_cli_oracle.ts";
 import { freePorts, withTimeout } from "../oracle/_oracle_processes.ts";
 import { readLines } from "../_process.ts";
+import { type DenoOutput, runDeno } from "./_capture.ts";
 import { until } from "../_until.ts";
 
 const CLI = new URL("../../cli.ts", import.meta.url).pathname;
@@ -13,25 +14,9 @@ const PERMISSIONS = [
 ];
 const PEERS = "1=127.0.0.1:7101,2=127.0.0.1:7102,3=127.0.0.1:7103";
 
-interface Output {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-async function runCli(args: string[]): Promise<Output> {
-  const { code, stdout, stderr } = await withTimeout(
-    new Deno.Command(Deno.execPath(), {
-      args: ["run", "--quiet", ...PERMISSIONS, CLI, ...args],
-      cwd: ROOT,
-      env: { NO_COLOR: "1" },
-      stdin: "null",
-    }).output(),
-    30_000,
-    `cli ${args.join(" ")}`,
-  );
-  const text = new TextDecoder();
-  return { code, stdout: text.decode(stdout), stderr: text.decode(stderr) };
+/** Runs `cli.ts` with `args` and the permissions of `deno task oracle`. */
+function runCli(args: string[]): Promise<DenoOutput> {
+  return runDeno([...PERMISSIONS, CLI, ...args]);
 }
 
 Deno.test("cli --help and oracle --help print usage on stdout and exit 0", async () => {

@@ -6,30 +6,9 @@ import {
   runScript,
   SCRIPT_PERMISSIONS,
 } from "../../_cli_script.ts";
-import { withTimeout } from "../oracle/_oracle_processes.ts";
-import { capture } from "./_capture.ts";
+import { capture, runDeno } from "./_capture.ts";
 
 const ROOT = new URL("../../", import.meta.url);
-
-/** Runs `deno run` with `args` and returns its exit code and output. */
-async function run(args: string[]) {
-  const output = await withTimeout(
-    new Deno.Command(Deno.execPath(), {
-      args: ["run", "--quiet", ...args],
-      cwd: ROOT,
-      env: { NO_COLOR: "1" },
-      stdin: "null",
-    }).output(),
-    30_000,
-    `deno run ${args.join(" ")}`,
-  );
-  const text = new TextDecoder();
-  return {
-    code: output.code,
-    stdout: text.decode(output.stdout),
-    stderr: text.decode(output.stderr),
-  };
-}
 
 Deno.test("demo arguments: defaults, numbers, and --kill-after before the end", () => {
   assert.deepEqual(parseDemoArgs([]), { seconds: 6, killAfter: 2.5, hold: 0 });
@@ -85,7 +64,7 @@ Deno.test("bench arguments: a known benchmark's name, its options passed on as t
 });
 
 Deno.test("cohort bench knows every benchmark of bench/main.ts and its options", async () => {
-  const out = await run(["bench/main.ts"]);
+  const out = await runDeno(["bench/main.ts"]);
   assert.equal(out.code, 2, out.stderr);
   const lines = out.stderr.trimEnd().split("\n");
   const names = lines.find((l) => l.startsWith("benchmarks: "));
@@ -164,14 +143,14 @@ Deno.test("a script runs with its arguments and its exit code is the command's",
 });
 
 Deno.test("cohort demo and cohort bench exit 2 on a bad value, as processes, before running anything", async () => {
-  const demo = await run(["-A", "cli.ts", "demo", "--seconds", "x"]);
+  const demo = await runDeno(["-A", "cli.ts", "demo", "--seconds", "x"]);
   assert.equal(demo.code, 2, demo.stderr);
   assert.equal(demo.stdout, "");
   assert.match(
     demo.stderr,
     /^cohort demo: Invalid --seconds "x".*\nusage: cohort demo/,
   );
-  const bench = await run(["-A", "cli.ts", "bench", "grups"]);
+  const bench = await runDeno(["-A", "cli.ts", "bench", "grups"]);
   assert.equal(bench.code, 2, bench.stderr);
   assert.match(
     bench.stderr,
