@@ -245,6 +245,10 @@ interface Flush {
   readonly vectorFrame: Uint8Array;
   /** When the flush started (clock ms). */
   readonly startedAt: number;
+  /** The echoes this member owes, encoded once the target is known. */
+  echoes:
+    | { readonly member: MemberId; readonly frame: Uint8Array }[]
+    | undefined;
 }
 
 /** A checkpoint being streamed to new members. */
@@ -884,6 +888,7 @@ export class GroupMember {
         received: view.members.map((m) => limit[m]),
       }),
       startedAt: this.#flush?.startedAt ?? this.#options.clock.now(),
+      echoes: undefined,
     };
     this.#flush = flush;
     this.#sendFlushFrames(flush);
@@ -1024,15 +1029,24 @@ export class GroupMember {
     }
   }
 
+  /** Sends the echoes this member owes to the survivors not done (encoded on first use). */
   #echo(flush: Flush): void {
+    flush.echoes ??= this.#echoFrames(flush);
+    for (const { member, frame } of flush.echoes) {
+      if (!flush.peersDone.has(member)) this.#options.send(member, frame);
+    }
+  }
+
+  /** The echoes this member owes (see `echoDuties`), as frames. */
+  #echoFrames(flush: Flush): { member: MemberId; frame: Uint8Array }[] {
     const view = this.#view!;
     const reliable = this.#reliable!;
     const survivors = flush.survivors.map((m) =>
       [m, flush.vectors.get(m)!] as const
     );
-    const duties = echoDuties(this.#options.me, view.members, survivors);
-    for (const duty of duties) {
-      if (flush.peersDone.has(duty.member)) continue;
+    const frames: { member: MemberId; frame: Uint8Array }[] = [];
+    for (const duty of echoDuties(this.#options.me, view.members, survivors)) {
+      const sender = view.members.indexOf(duty.sender);
       const messages = reliable.unstable(duty.sender, duty.from - 1)
         .filter((m) => m.seq <= duty.to);
       // In frames of at most ECHO_FRAME_BYTES of payload (one message at
@@ -1048,18 +1062,19 @@ export class GroupMember {
           bytes += messages[end].payload.length;
           end++;
         }
-        this.#options.send(
-          duty.member,
-          encodeEcho({
+        frames.push({
+          member: duty.member,
+          frame: encodeEcho({
             oldView: view.viewId,
-            sender: view.members.indexOf(duty.sender),
+            sender,
             first: messages[start].seq,
             payloads: messages.slice(start, end).map((m) => m.payload),
           }),
-        );
+        });
         start = end;
       }
     }
+    return frames;
   }
 
   // ---------------------------------------------------------- new view
