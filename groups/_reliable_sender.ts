@@ -125,11 +125,7 @@ export class Sender {
 
   /** Calls `onWindowOpen` if the window was refused and has room again. */
   checkWindow(): void {
-    const x = this.#x;
-    if (
-      this.#windowClosed &&
-      this.#lastSeq - x.acks.stable(x.o.me) < x.o.window
-    ) {
+    if (this.#windowClosed && this.hasRoom()) {
       this.#windowClosed = false;
       this.#onWindowOpen?.();
     }
