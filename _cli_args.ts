@@ -10,7 +10,7 @@
 import type { LogLevel } from "./runtime/log.ts";
 
 /** The log levels `--log-level` takes. */
-export const LOG_LEVELS: readonly LogLevel[] = [
+const LOG_LEVELS: readonly LogLevel[] = [
   "debug",
   "info",
   "warn",

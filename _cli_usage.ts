@@ -33,7 +33,7 @@ export type ParseOutcome<T> =
   | { readonly exitCode: 0 | 2 };
 
 /** The exit code of a usage error. */
-export const USAGE_ERROR = 2;
+const USAGE_ERROR = 2;
 
 /**
  * Reports a usage error: one line `cohort <command>: <message>` (line

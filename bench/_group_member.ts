@@ -65,7 +65,6 @@ let viewMembers = 0;
 let pinger = false;
 let startedAt = 0;
 let stopAt = Infinity;
-let countedFrom = 0;
 
 const driver = await GroupDriver.join({
   group: values.group!,
@@ -158,7 +157,6 @@ function ping(): void {
 
 function start(): void {
   startedAt = performance.now();
-  countedFrom = startedAt;
   stopAt = startedAt + seconds * 1000;
   if (pinger) ping();
   else if (values.sender && values.pingpong === undefined) pump();
@@ -177,7 +175,7 @@ function pump(): void {
 }
 
 function finish(): void {
-  const elapsed = (Math.min(performance.now(), stopAt) - countedFrom) / 1000;
+  const elapsed = (Math.min(performance.now(), stopAt) - startedAt) / 1000;
   samples.sort((a, b) => a - b);
   const at = (q: number) =>
     samples.length === 0

@@ -33,8 +33,11 @@ const USAGE =
 const STRATEGIES = ["fbcast", "cbcast", "abcast", "gbcast"];
 const MEMBER = new URL("./_group_member.ts", import.meta.url).pathname;
 
-function progress(message: string): void {
-  console.error(`[bench groups] ${message}`);
+/** Prints a case's result: on stderr as progress, and on stdout. */
+function report(line: Record<string, unknown>): void {
+  const text = JSON.stringify(line);
+  console.error(`[bench groups] ${text}`);
+  console.log(text);
 }
 
 /** Starts `count` members of a fresh group with `args` each. */
@@ -157,8 +160,7 @@ export async function main(args: string[]): Promise<number> {
               orderCheckedDeliveries: common *
                 (results[0]!.hashEvery as number),
             };
-            progress(JSON.stringify(line));
-            console.log(JSON.stringify(line));
+            report(line);
             if (fifoBroken > 0 || !orderAgreed) {
               throw new Error(`the order broke in ${JSON.stringify(line)}`);
             }
@@ -214,8 +216,7 @@ export async function main(args: string[]): Promise<number> {
         p50Ms: round(result.p50Ms as number, 3),
         p99Ms: round(result.p99Ms as number, 3),
       };
-      progress(JSON.stringify(line));
-      console.log(JSON.stringify(line));
+      report(line);
     }
 
     // Failover: SIGKILL one of three, time until both survivors install
@@ -254,8 +255,7 @@ export async function main(args: string[]): Promise<number> {
         members: 3,
         killToViewMs: at - killedAt,
       };
-      progress(JSON.stringify(line));
-      console.log(JSON.stringify(line));
+      report(line);
       await Promise.all(three.map((m) => m.kill()));
       running.length = 0;
     }
@@ -300,8 +300,7 @@ export async function main(args: string[]): Promise<number> {
         bytes: restored.bytes,
         msToRestore: restored.ms,
       };
-      progress(JSON.stringify(line));
-      console.log(JSON.stringify(line));
+      report(line);
     }
     return 0;
   } catch (error) {

@@ -11,7 +11,7 @@
 import type { DriverOptions, DriverResponse } from "./_browser_driver.ts";
 
 /** Where `.ci/setup-browser` puts Debian's chromium. */
-export const CHROMIUM_PATH = "/usr/bin/chromium";
+const CHROMIUM_PATH = "/usr/bin/chromium";
 
 /** A page of the browser. Selectors are Playwright selectors (CSS works). */
 export interface BrowserPage {

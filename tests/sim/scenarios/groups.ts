@@ -140,13 +140,16 @@ async function run(
   };
   /** Members whose end (crash or exclusion) was recorded. */
   const ended = new Set<string>();
+  /** Records a member's end, the first time only. */
+  const end = (member: string, how: "crashed" | "left") => {
+    if (ended.has(member)) return;
+    ended.add(member);
+    recorder[how](member);
+  };
   const crash = (id: PeerId) => {
     const node = nodes.get(id);
     if (!sim.crash(id) || node === undefined) return false;
-    if (!ended.has(node.name)) {
-      ended.add(node.name);
-      recorder.crashed(node.name);
-    }
+    end(node.name, "crashed");
     return true;
   };
   for (const id of plan.members) {
@@ -168,21 +171,15 @@ async function run(
           // Not a fault of the member's: the joins came too fast. It stops
           // like a crash, and leaves.
           touched.add(nodeOf(member));
-          if (ended.has(member)) return;
-          ended.add(member);
-          recorder.crashed(member);
+          end(member, "crashed");
         },
         excluded: (member) => {
           forcedOut(member, "excluded");
-          if (ended.has(member)) return;
-          ended.add(member);
-          recorder.left(member);
+          end(member, "left");
         },
         lost: (member) => {
           forcedOut(member, "cut from the Oracle");
-          if (ended.has(member)) return;
-          ended.add(member);
-          recorder.crashed(member);
+          end(member, "crashed");
         },
         fatal: (member, text) => fatal.push(`${member}: ${text}`),
       });
