@@ -4,6 +4,7 @@ import { NODE_USAGE } from "../../actors/_cli_node.ts";
 import { DEMO_USAGE } from "../../_cli_demo.ts";
 import { BENCH_USAGE } from "../../_cli_bench.ts";
 import { ORACLE_USAGE } from "../../oracle/_cli_oracle.ts";
+import { STATUS_USAGE } from "../../admin/_cli_status.ts";
 import { capture } from "./_capture.ts";
 
 const USAGES: Record<string, string> = {
@@ -11,6 +12,7 @@ const USAGES: Record<string, string> = {
   node: NODE_USAGE,
   demo: DEMO_USAGE,
   bench: BENCH_USAGE,
+  status: STATUS_USAGE,
 };
 
 Deno.test("--help and -h print the usage on stdout and exit 0, at the top and for every command", async (t) => {
