@@ -269,3 +269,35 @@ export async function readTokenFile(
     );
   }
 }
+
+/**
+ * Parses `--peers` for a replica run by this process, named by `idFlag`
+ * (`--id`, `--replica`): every replica as `ID=HOST:PORT`, this one among
+ * them.
+ *
+ * @param idFlag The flag that names this replica, for messages.
+ * @param id This replica's id.
+ * @param peers The `--peers` value, if given.
+ * @param hint Said after "Missing --peers: " (what the list is).
+ * @returns The replicas by id.
+ * @throws {TypeError} if the list is missing or malformed, or `id` is not in it.
+ */
+export function parseOwnPeers(
+  idFlag: string,
+  id: string,
+  peers: string | undefined,
+  hint: string,
+): Record<string, string> {
+  if (peers === undefined || peers === "") {
+    throw new TypeError(`Missing --peers: ${hint}`);
+  }
+  const replicas = parsePeers(peers);
+  if (!Object.hasOwn(replicas, id)) {
+    throw new TypeError(
+      `Invalid ${idFlag} ${JSON.stringify(id)}: not among the --peers ids ${
+        Object.keys(replicas).join(",")
+      }`,
+    );
+  }
+  return replicas;
+}

@@ -20,7 +20,7 @@ import { parseArgs } from "node:util";
 import {
   parseLogLevel,
   parseNumber,
-  parsePeers,
+  parseOwnPeers,
   parseReplicaList,
   readSecret,
 } from "../_cli_args.ts";
@@ -244,22 +244,15 @@ function parseOracleSource(values: {
       `Missing --replica: with ${replicaFlag}, the id of the replica this process runs`,
     );
   }
-  if (peers === undefined || peers === "") {
-    throw new TypeError(
-      "Missing --peers: with --replica, every replica as ID=HOST:PORT, comma-separated",
-    );
-  }
+  const replicas = parseOwnPeers(
+    "--replica",
+    id,
+    peers,
+    "with --replica, every replica as ID=HOST:PORT, comma-separated",
+  );
   if (data === undefined || data === "") {
     throw new TypeError(
       "Missing --data: with --replica, the replica's data directory",
-    );
-  }
-  const replicas = parsePeers(peers);
-  if (!Object.hasOwn(replicas, id)) {
-    throw new TypeError(
-      `Invalid --replica ${JSON.stringify(id)}: not among the --peers ids ${
-        Object.keys(replicas).join(",")
-      }`,
     );
   }
   return { oracle: undefined, replica: { id, replicas, dataDir: data } };

@@ -17,6 +17,7 @@ import { parseArgs } from "node:util";
 import {
   checkAddress,
   parseLogLevel,
+  parseOwnPeers,
   parsePeers,
   readSecret,
 } from "../_cli_args.ts";
@@ -148,19 +149,12 @@ export function parseOracleArgs(args: string[]): OracleCliConfig | "help" {
   if (id === undefined || id === "") {
     throw new TypeError("Missing --id: this replica's id, one of --peers");
   }
-  if (values.peers === undefined || values.peers === "") {
-    throw new TypeError(
-      "Missing --peers: every replica as ID=HOST:PORT, comma-separated",
-    );
-  }
-  const peers = parsePeers(values.peers);
-  if (!Object.hasOwn(peers, id)) {
-    throw new TypeError(
-      `Invalid --id ${JSON.stringify(id)}: not among the --peers ids ${
-        Object.keys(peers).join(",")
-      }`,
-    );
-  }
+  const peers = parseOwnPeers(
+    "--id",
+    id,
+    values.peers,
+    "every replica as ID=HOST:PORT, comma-separated",
+  );
   const listen = values.listen ?? peers[id];
   checkAddress("--listen", listen, 0);
   const dataDir = values.data;
