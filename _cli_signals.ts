@@ -148,3 +148,37 @@ export async function stopWithin(
     clearTimeout(timer);
   }
 }
+
+/** Options of {@linkcode shutDown}. */
+export interface ShutDownOptions extends StopWithinOptions {
+  /** Stops the admin endpoint, if one runs (first). */
+  readonly admin?: (() => Promise<void>) | undefined;
+  /** Stops what the command runs (within `ms`). */
+  readonly service: () => Promise<void>;
+}
+
+/**
+ * Ends a long-running command for `reason`: logs `<prefix>.stopping`,
+ * stops its admin endpoint, then what it runs (giving up after
+ * `options.ms`), stops listening for signals and logs `<prefix>.stopped`.
+ *
+ * @param stop The command's signals.
+ * @param reason Why it stops.
+ * @param options What to stop, the bound, and the log.
+ * @returns The exit code: 0 after a signal and a clean stop, else 1.
+ */
+export async function shutDown(
+  stop: StopSignals,
+  reason: StopReason,
+  options: ShutDownOptions,
+): Promise<number> {
+  const { logger, prefix } = options;
+  logger.log("failure" in reason ? "error" : "info", `${prefix}.stopping`, {
+    ...reason,
+  });
+  await options.admin?.();
+  const clean = await stopWithin(options.service, options);
+  stop.close();
+  logger.log("info", `${prefix}.stopped`, { clean });
+  return clean && "signal" in reason ? 0 : 1;
+}

@@ -24,7 +24,7 @@ import {
   parseReplicaList,
   readSecret,
 } from "../_cli_args.ts";
-import { StopSignals, stopWithin } from "../_cli_signals.ts";
+import { shutDown, StopSignals } from "../_cli_signals.ts";
 import { parseCommandArgs } from "../_cli_usage.ts";
 import {
   ADMIN_FLAGS,
@@ -393,15 +393,11 @@ async function runUntilStopped(
   stop: StopSignals,
   stopAdmin: (() => Promise<void>) | undefined,
 ): Promise<number> {
-  const reason = await stop.reason;
-  logger.log("failure" in reason ? "error" : "info", "node.stopping", reason);
-  await stopAdmin?.();
-  const clean = await stopWithin(() => node.close(), {
+  return await shutDown(stop, await stop.reason, {
+    admin: stopAdmin,
+    service: () => node.close(),
     ms: STOP_TIMEOUT_MS,
     logger,
     prefix: "node",
   });
-  stop.close();
-  logger.log("info", "node.stopped", { clean });
-  return clean && "signal" in reason ? 0 : 1;
 }

@@ -22,7 +22,7 @@ import {
   readSecret,
 } from "../_cli_args.ts";
 import { parseCommandArgs } from "../_cli_usage.ts";
-import { StopSignals, stopWithin } from "../_cli_signals.ts";
+import { shutDown, StopSignals } from "../_cli_signals.ts";
 import {
   ADMIN_FLAGS,
   ADMIN_USAGE,
@@ -292,18 +292,11 @@ async function runUntilStopped(
   }, FAILURE_CHECK_MS);
   const reason = await stop.reason;
   clearInterval(check);
-  logger.log(
-    "failure" in reason ? "error" : "info",
-    "oracle.stopping",
-    reason,
-  );
-  await stopAdmin?.();
-  const clean = await stopWithin(() => server.stop(), {
+  return await shutDown(stop, reason, {
+    admin: stopAdmin,
+    service: () => server.stop(),
     ms: STOP_TIMEOUT_MS,
     logger,
     prefix: "oracle",
   });
-  stop.close();
-  logger.log("info", "oracle.stopped", { clean });
-  return clean && "signal" in reason ? 0 : 1;
 }
