@@ -1,5 +1,6 @@
 /**
- * A node with two members of `/apps/kv` (labels `a` and `b`), a held lock
+ * A node with two members of `/apps/kv` (labels `a` and `b`, the `kv`
+ * example actor of `cohort node`), a held lock
  * and a channel with events, served by an admin endpoint; and small HTTP
  * helpers for the admin tests.
  *
@@ -7,8 +8,7 @@
  */
 
 import { until } from "../_until.ts";
-import { z } from "zod";
-import { Actor, handler } from "../../actors/actor.ts";
+import { KvActor, Put } from "../../actors/_cli_actors.ts";
 import type { GroupHandle } from "../../actors/group_handle.ts";
 import { Node } from "../../actors/node.ts";
 import {
@@ -20,39 +20,14 @@ import {
 /** The token the fixture's endpoint wants. */
 export const TOKEN = "test-token-0123456789abcdef";
 
-/** A message of the fixture's actor. */
-export const Put = z.object({ key: z.string(), value: z.string() });
-
-/** A replicated map. */
-export class Kv extends Actor<Record<string, string>> {
-  /** The data. */
-  data: Record<string, string> = {};
-
-  /** Stores a value (abcast). */
-  @handler(Put, { order: "abcast" })
-  put(m: z.infer<typeof Put>): void {
-    this.data[m.key] = m.value;
-  }
-
-  /** Takes a copy of the data. */
-  override checkpoint(): Record<string, string> {
-    return { ...this.data };
-  }
-
-  /** Replaces the data. */
-  override restore(state: Record<string, string>): void {
-    this.data = { ...state };
-  }
-}
-
 /** The fixture (see the module documentation). */
 export interface AdminFixture {
   /** The node. */
   node: Node;
   /** Member `a` of `/apps/kv`. */
-  a: GroupHandle<Kv>;
+  a: GroupHandle<KvActor>;
   /** Member `b` of `/apps/kv`. */
-  b: GroupHandle<Kv>;
+  b: GroupHandle<KvActor>;
   /** The endpoint. */
   admin: AdminServer;
   /** GET or POST with the token (or `token` given, or none with `null`). */
@@ -76,8 +51,8 @@ export async function adminFixture(
   const node = await Node.start();
   let admin: AdminServer | undefined;
   try {
-    const a = await node.join("/apps/kv", new Kv(), { label: "a" });
-    const b = await node.join("/apps/kv", new Kv(), { label: "b" });
+    const a = await node.join("/apps/kv", new KvActor(), { label: "a" });
+    const b = await node.join("/apps/kv", new KvActor(), { label: "b" });
     await until(
       "a view of a and b",
       () => a.view?.members.length === 2 && b.view?.members.length === 2,

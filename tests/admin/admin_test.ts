@@ -1,3 +1,4 @@
+import { KvActor } from "../../actors/_cli_actors.ts";
 import assert from "node:assert/strict";
 import { adminFixture, TOKEN } from "./_admin_fixture.ts";
 import { until } from "../_until.ts";
@@ -491,7 +492,7 @@ Deno.test("admin: an Oracle replica's endpoint shows its role and lists from its
     );
     const a = await node.join(
       "/apps/r",
-      new (await import("./_admin_fixture.ts")).Kv(),
+      new KvActor(),
       { label: "a" },
     );
     await until("a's first view", () => a.view !== undefined, 10_000);
